@@ -1,0 +1,3 @@
+from ndpipe.cli import entry
+
+entry()

@@ -1,0 +1,153 @@
+"""The `ndpipe` command: a click group of verbs, `then` chaining, exit codes and broken pipes."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from ndpipe import __version__
+from ndpipe.errors import EXIT_INTERRUPTED, EXIT_USAGE, NdpipeError
+from ndpipe.pipeline import Stage, run
+
+# Every verb, in the order `ndpipe --help` lists them; each is a module ndpipe/commands/<verb>.py
+# that defines `command`.
+COMMANDS = [
+    "fetch",
+    "select",
+    "filter",
+    "map",
+    "head",
+    "sample",
+    "sort",
+    "dedupe",
+    "escape-csv",
+    "csv",
+    "to-json-array",
+    "import-clean",
+    "upsert-patch",
+    "import",
+]
+
+CHAIN_WORD = "then"
+
+
+class VerbGroup(click.Group):
+    """Loads each verb's module on demand, so `ndpipe head` does not import httpx or ijson."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if importlib.util.find_spec(_module(name))]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or not importlib.util.find_spec(_module(cmd_name)):
+            return None
+        return importlib.import_module(_module(cmd_name)).command  # type: ignore[no-any-return]
+
+
+def _module(verb: str) -> str:
+    return f"ndpipe.commands.{verb.replace('-', '_')}"
+
+
+@click.group(
+    cls=VerbGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="ndpipe")
+def cli() -> None:
+    """Streaming NDJSON tools for Auth0 user exports and any large NDJSON.
+
+    Every command reads NDJSON on stdin and writes NDJSON on stdout in constant memory,
+    so they chain with pipes, or in one process with `then`.
+
+    \b
+    Example (Auth0 export to a Salesforce-ready CSV):
+      ndpipe fetch export.json.gz \\
+        | ndpipe select 'Email Address=email' 'First Name=given_name' \\
+        | ndpipe escape-csv | ndpipe csv > salesforce.csv
+      ndpipe fetch export.json.gz then select 'Email Address=email' then csv
+
+    Exit codes: 0 ok, 1 bad data or failed records, 2 usage, 3 Auth0 or network, 130 interrupted.
+    """
+
+
+def split_chain(args: Sequence[str]) -> list[list[str]]:
+    """Split `a ARGS then b ARGS` into per-command argument lists."""
+    segments: list[list[str]] = [[]]
+    for arg in args:
+        if arg == CHAIN_WORD:
+            segments.append([])
+        else:
+            segments[-1].append(arg)
+    return segments
+
+
+def _error_prefix(error: NdpipeError, default: str) -> str:
+    command = getattr(error, "command", None) or default
+    return f"ndpipe {command}" if command else "ndpipe"
+
+
+def parse_stages(args: Sequence[str]) -> list[Stage] | int:
+    """Parse and validate every command of the line before any input is read.
+
+    Returns the stages, or an exit code when click already answered (help, version, usage error).
+    """
+    segments = split_chain(args)
+    stages: list[Stage] = []
+    for segment in segments:
+        if not segment and len(segments) > 1:
+            click.echo("ndpipe: 'then' must stand between two commands", err=True)
+            return EXIT_USAGE
+        try:
+            result = cli.main(args=segment, prog_name="ndpipe", standalone_mode=False)
+        except NdpipeError as error:
+            error.command = segment[0]  # type: ignore[attr-defined]
+            raise
+        if not isinstance(result, Stage):
+            return result if isinstance(result, int) else 0
+        stages.append(result)
+    return stages
+
+
+def _quiet_stdout() -> None:
+    """After a closed downstream, point stdout at /dev/null so the final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    name = args[0] if args else ""
+    try:
+        parsed = parse_stages(args)
+        if isinstance(parsed, int):
+            return parsed
+        return run(parsed, sys.stdout.buffer)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:
+        return EXIT_INTERRUPTED
+    except NdpipeError as error:
+        sys.stdout.flush()
+        click.echo(f"{_error_prefix(error, name)}: {error}", err=True)
+        return error.exit_code
+    except BrokenPipeError:
+        # A closed downstream (`| head -1`) is a normal way for a pipeline to end.
+        _quiet_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

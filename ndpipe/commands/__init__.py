@@ -1,0 +1,65 @@
+"""Thin click wrappers: parse and validate options, build the op, return a Stage.
+
+Shared options live here so every verb spells them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ndpipe.errors import NdpipeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def on_error_option(function: F) -> F:
+    """--on-error fail|skip: what to do with a bad input line."""
+    return click.option(
+        "--on-error",
+        type=click.Choice(["fail", "skip"]),
+        default="fail",
+        show_default=True,
+        help="On a malformed input line: stop with an error (exit 1), or skip it and report "
+        "the count and line numbers on stderr at the end.",
+    )(function)
+
+
+def verb(name: str, cls: type[click.Command] | None = None) -> Callable[[F], click.Command]:
+    """Declare a verb: a click command with the shared context settings and --on-error."""
+
+    def decorate(function: F) -> click.Command:
+        decorated = on_error_option(function)
+        return click.command(name, cls=cls, context_settings=CONTEXT)(decorated)
+
+    return decorate
+
+
+def usage(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a click option callback so an ndpipe UsageError becomes a click usage error (exit 2)."""
+
+    def wrapped(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            return callback(value)
+        except NdpipeError as error:
+            raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+    return wrapped
+
+
+class OrderedOptions(click.Command):
+    """A command that remembers the order in which repeatable options were given.
+
+    click groups the values of each option, so `--set a=1 --del b --set c=2` would lose the
+    interleaving. This records the sequence of option names in ctx.meta['option_order'].
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        parser = self.make_parser(ctx)
+        _, _, order = parser.parse_args(args=list(args))
+        ctx.meta["option_order"] = [param.name for param in order]
+        return super().parse_args(ctx, args)

@@ -1,0 +1,66 @@
+"""JMESPath expressions: compiled once, before any input is read; evaluated per record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jmespath
+from jmespath import exceptions as jmespath_errors
+
+from ndpipe.errors import RecordError, UsageError
+
+# What ops catch around evaluation: any runtime failure of an expression on one record.
+EvaluationError = jmespath_errors.JMESPathError
+
+
+class Expression:
+    """A compiled JMESPath expression; `search(value)` evaluates it."""
+
+    __slots__ = ("search", "text")
+
+    def __init__(self, text: str, search: Callable[[Any], Any]) -> None:
+        self.text = text
+        self.search = search
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r})"
+
+    def failed(self, error: Exception) -> RecordError:
+        """The per-record error to raise when evaluation fails on one record."""
+        message = getattr(error, "msg", None) or str(error)
+        return RecordError(f"expression {self.text!r} failed: {message}")
+
+
+def _caret(text: str, position: int | None) -> str:
+    if position is None:
+        return f"\n  {text}"
+    return f"\n  {text}\n  {' ' * position}^"
+
+
+def compile_expression(text: str, what: str = "expression") -> Expression:
+    """Compile JMESPath text, or raise a UsageError naming the expression and the position."""
+    if not text.strip():
+        raise UsageError(f"empty {what}")
+    try:
+        parsed = jmespath.compile(text)
+    except jmespath_errors.ParseError as error:
+        position = error.lex_position if isinstance(error.lex_position, int) else None
+        if isinstance(error, jmespath_errors.IncompleteExpressionError):
+            reason = "incomplete expression"
+        elif error.token_value is not None:
+            reason = f"unexpected {error.token_value!r}"
+        else:
+            reason = error.msg
+        where = f" at column {position + 1}" if position is not None else ""
+        raise UsageError(f"bad {what} {text!r}: {reason}{where}{_caret(text, position)}") from None
+    except jmespath_errors.JMESPathError as error:
+        raise UsageError(f"bad {what} {text!r}: {error}") from None
+    return Expression(text, parsed.search)
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, "", [] and {} are false; 0 is true (unlike JavaScript)."""
+    if value is None or value is False:
+        return False
+    return not (type(value) in (str, list, dict) and not value)

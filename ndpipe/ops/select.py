@@ -1,0 +1,215 @@
+"""select: build new records from named JMESPath expressions.
+
+A field is `EXPR` or `NAME=EXPR`. `NAME=EXPR` gives the flat key NAME. A bare path of plain
+identifiers (`user_metadata.name`) keeps its nesting: `{"user_metadata": {"name": ...}}`; any
+other bare expression is keyed by its own text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+import orjson
+
+from ndpipe.errors import UsageError
+from ndpipe.expr import EvaluationError, Expression, compile_expression
+from ndpipe.io import Record, Records
+
+MISSING_MODES = ("null", "omit", "empty")
+
+# The User Import/Export extension's "Add Default Fields" (AUTH0.md section 3), in its order.
+AUTH0_DEFAULT_FIELDS = [
+    {"name": "user_id", "export_as": "Id"},
+    {"name": "given_name", "export_as": "Given Name"},
+    {"name": "family_name", "export_as": "Family Name"},
+    {"name": "nickname", "export_as": "Nickname"},
+    {"name": "name", "export_as": "Name"},
+    {"name": "email", "export_as": "Email"},
+    {"name": "email_verified", "export_as": "Email Verified"},
+    {"name": "picture", "export_as": "Picture"},
+    {"name": "identities[0].connection", "export_as": "Connection"},
+    {"name": "created_at", "export_as": "Created At"},
+    {"name": "updated_at", "export_as": "Updated At"},
+]
+PRESETS = {"auth0-default": AUTH0_DEFAULT_FIELDS}
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_AUTH0_SEGMENT = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One output field: where it goes (a key path) and what computes it."""
+
+    key: tuple[str, ...]
+    expression: Expression
+
+    @property
+    def label(self) -> str:
+        return ".".join(self.key)
+
+
+def split_name(text: str) -> tuple[str | None, str]:
+    """Split `NAME=EXPR` at the first '=' that is not part of '==', '!=', '<=' or '>='."""
+    for index, char in enumerate(text):
+        if char != "=":
+            continue
+        before = text[index - 1] if index else ""
+        after = text[index + 1] if index + 1 < len(text) else ""
+        if before in ("=", "!", "<", ">") or after == "=":
+            continue
+        return text[:index].strip(), text[index + 1 :].strip()
+    return None, text.strip()
+
+
+def field_path(text: str) -> tuple[str, ...] | None:
+    """The keys of a bare path of identifiers (`a.b.c`), or None for any other expression."""
+    try:
+        node = jmespath.compile(text).parsed
+    except jmespath.exceptions.JMESPathError:
+        return None
+    keys: list[str] = []
+
+    def walk(node: dict[str, Any]) -> bool:
+        if node["type"] == "field":
+            keys.append(node["value"])
+            return True
+        if node["type"] == "subexpression":
+            return all(walk(child) for child in node["children"])
+        return False
+
+    return tuple(keys) if walk(dict(node)) else None
+
+
+def parse_field(text: str) -> Field:
+    """Parse one FIELD argument; raises UsageError (before any input is read)."""
+    name, expression_text = split_name(text)
+    if name is not None:
+        if not name:
+            raise UsageError(f"field {text!r} has an empty name before '='")
+        try:
+            return Field((name,), compile_expression(expression_text, "expression"))
+        except UsageError:
+            # `a[?b=='x=y']`: the '=' was inside the expression; use the whole text if it compiles.
+            try:
+                whole = compile_expression(text, "expression")
+            except UsageError:
+                raise UsageError(
+                    f"bad field {text!r}: "
+                    + str(_compile_error(expression_text)).removeprefix("bad ")
+                ) from None
+            return Field(field_path(text) or (text,), whole)
+    expression = compile_expression(expression_text, "expression")
+    return Field(field_path(expression_text) or (expression_text,), expression)
+
+
+def _compile_error(text: str) -> UsageError:
+    try:
+        compile_expression(text)
+    except UsageError as error:
+        return error
+    return UsageError(f"bad expression {text!r}")
+
+
+def auth0_path_to_expression(name: str) -> str:
+    """Auth0 field syntax (`identities[0].connection`) as JMESPath, quoting odd identifiers."""
+    parts = []
+    for segment in name.split("."):
+        match = _AUTH0_SEGMENT.fullmatch(segment)
+        if not match:
+            raise UsageError(f"bad Auth0 field name {name!r}")
+        identifier, indexes = match.groups()
+        if not _IDENTIFIER.fullmatch(identifier):
+            identifier = orjson.dumps(identifier).decode()
+        parts.append(identifier + indexes)
+    return ".".join(parts)
+
+
+def auth0_fields(entries: Any, source: str) -> list[Field]:
+    """Fields from Auth0's export-job list: `[{"name": ..., "export_as": ...}, ...]`."""
+    if not isinstance(entries, list):
+        raise UsageError(f"{source}: expected a JSON array of {{name, export_as}} objects")
+    fields = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise UsageError(f"{source}: entry {number} needs a string 'name'")
+        expression_text = auth0_path_to_expression(entry["name"])
+        expression = compile_expression(expression_text)
+        export_as = entry.get("export_as")
+        if export_as is not None and not isinstance(export_as, str):
+            raise UsageError(f"{source}: entry {number}: 'export_as' must be a string")
+        key = (export_as,) if export_as else field_path(expression_text) or (entry["name"],)
+        fields.append(Field(key, expression))
+    return fields
+
+
+def read_fields_file(path: str) -> list[Field]:
+    try:
+        with open(path, "rb") as handle:
+            entries = orjson.loads(handle.read())
+    except OSError as error:
+        raise UsageError(f"cannot read fields file {path}: {error.strerror}") from None
+    except orjson.JSONDecodeError as error:
+        raise UsageError(f"fields file {path} is not valid JSON: {error}") from None
+    return auth0_fields(entries, path)
+
+
+def check_fields(fields: Sequence[Field]) -> None:
+    """Refuse keys that collide (`email email`, or `user_metadata` with `user_metadata.name`)."""
+    if not fields:
+        raise UsageError("no fields given (name some, or use --fields-file or --preset)")
+    seen: dict[tuple[str, ...], Field] = {}
+    for field in fields:
+        for other_key, other in seen.items():
+            shorter = min(len(other_key), len(field.key))
+            if other_key[:shorter] == field.key[:shorter]:
+                raise UsageError(
+                    f"fields {other.expression.text!r} and {field.expression.text!r} "
+                    f"both write {'.'.join(field.key[:shorter])!r}; give one a NAME="
+                )
+        seen[field.key] = field
+
+
+def _place(out: Record, key: tuple[str, ...], value: Any) -> None:
+    target = out
+    for part in key[:-1]:
+        target = target.setdefault(part, {})
+    target[key[-1]] = value
+
+
+def select(records: Iterable[Record], *, fields: Sequence[Field], missing: str = "null") -> Records:
+    """Yield one new record per input record, holding only the given fields, in their order."""
+    pairs = [(field.key[0], field.expression.search) for field in fields]
+    flat = all(len(field.key) == 1 for field in fields)
+    try:
+        if flat and missing == "null":
+            for record in records:
+                yield {key: search(record) for key, search in pairs}
+            return
+        replacement = "" if missing == "empty" else None
+        omit = missing == "omit"
+        for record in records:
+            out: Record = {}
+            for field in fields:
+                value = field.expression.search(record)
+                if value is None:
+                    if omit:
+                        continue
+                    value = replacement
+                if len(field.key) == 1:
+                    out[field.key[0]] = value
+                else:
+                    _place(out, field.key, value)
+            yield out
+    except EvaluationError:
+        # Find which field failed on this record (rare path, so re-evaluating is fine).
+        for field in fields:
+            try:
+                field.expression.search(record)
+            except EvaluationError as error:
+                raise field.expression.failed(error) from None
+        raise

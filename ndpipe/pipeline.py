@@ -1,0 +1,113 @@
+"""Stages and the one loop that runs them.
+
+A command's click callback builds a Stage and returns it; nothing runs until every stage of
+the command line has been parsed and validated. Then `run` composes the stages over one reader:
+
+    source (stdin, or fetch)  ->  transform  ->  transform  ->  sink (NDJSON, CSV, JSON array, ...)
+
+`ndpipe a | ndpipe b` and `ndpipe a then b` therefore run the same generators; chaining only
+skips the serialise/parse round trip between processes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ndpipe.errors import EXIT_OK, NdpipeError, UsageError
+from ndpipe.io import ErrorPolicy, Position, Records, read_records, write_ndjson
+
+Transform = Callable[[Records], Records]
+Source = Callable[[ErrorPolicy, Position], Records]
+Sink = Callable[[Records, BinaryIO], None]
+
+
+@dataclass
+class Stage:
+    """One command of a pipeline, fully configured.
+
+    Exactly one of `transform`, `source` or `sink` is usually set. `finish` runs after the
+    stream has ended (summaries on stderr) and may return a non-zero exit code.
+    """
+
+    name: str
+    transform: Transform | None = None
+    source: Source | None = None
+    sink: Sink | None = None
+    finish: Callable[[], int | None] | None = None
+    on_error: str = "fail"
+    notes: list[str] = field(default_factory=list)
+
+
+def warn(command: str, message: str) -> None:
+    """A message for the user on stderr, never on stdout (which carries data only)."""
+    sys.stderr.write(f"ndpipe {command}: {message}\n")
+    sys.stderr.flush()
+
+
+def _named(records: Records, name: str) -> Records:
+    """Tag errors raised by (or below) this stage with the stage's name, for the message prefix."""
+    try:
+        yield from records
+    except NdpipeError as error:
+        if getattr(error, "command", None) is None:
+            error.command = name  # type: ignore[attr-defined]
+        raise
+
+
+def check_order(stages: list[Stage]) -> None:
+    """A source may only come first and a sink only last; say so before reading anything."""
+    for index, stage in enumerate(stages):
+        if stage.source is not None and index > 0:
+            raise UsageError(f"{stage.name} reads input itself, so it must come first in a chain")
+        if stage.sink is not None and index < len(stages) - 1:
+            following = stages[index + 1].name
+            raise UsageError(
+                f"{stage.name} writes the final output; it cannot be followed by {following}"
+            )
+
+
+def compose(stages: list[Stage], position: Position, policy: ErrorPolicy) -> Records:
+    """The record stream at the end of all transforms (the sink, if any, is not applied)."""
+    first = stages[0]
+    if first.source is not None:
+        records: Records = _named(first.source(policy, position), first.name)
+        rest = stages[1:]
+    else:
+        records = read_records("-", policy, position)
+        rest = stages
+    for stage in rest:
+        if stage.transform is not None:
+            records = _named(stage.transform(records), stage.name)
+    return records
+
+
+def run(stages: list[Stage], out: BinaryIO) -> int:
+    """Run a validated pipeline to the end and return the exit code; errors propagate."""
+    check_order(stages)
+    position = Position("stdin")
+    policy = ErrorPolicy("skip" if any(s.on_error == "skip" for s in stages) else "fail")
+    records = compose(stages, position, policy)
+    last = stages[-1]
+    try:
+        if last.sink is not None:
+            last.sink(records, out)
+        else:
+            write_ndjson(records, out)
+    except NdpipeError as error:
+        if getattr(error, "command", None) is None:
+            error.command = last.name  # type: ignore[attr-defined]
+        where = getattr(error, "where", "unset")
+        if where is None and position.number:
+            error.where = str(position)  # type: ignore[attr-defined]
+        raise
+    summary = policy.summary()
+    if summary:
+        warn(stages[0].name, summary)
+    code = EXIT_OK
+    for stage in stages:
+        if stage.finish is not None:
+            code = max(code, stage.finish() or EXIT_OK)
+    return code
