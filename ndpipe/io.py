@@ -236,26 +236,32 @@ def read_records(
 
 
 def write_ndjson(records: Iterable[Record], out: BinaryIO) -> int:
-    """Write records as NDJSON in batches; returns how many were written."""
+    """Write records as NDJSON in batches; returns how many were written.
+
+    When the stream fails part-way, the records before the failure are still written, so the
+    output holds exactly what came before the reported line.
+    """
     dumps = orjson.dumps
     option = orjson.OPT_APPEND_NEWLINE
     batch: list[bytes] = []
     size = 0
     count = 0
-    for record in records:
-        try:
-            line = dumps(record, option=option)
-        except TypeError as error:
-            raise DataError(f"cannot write record as JSON: {error}") from None
-        batch.append(line)
-        size += len(line)
-        if size >= WRITE_BATCH_BYTES:
+    try:
+        for record in records:
+            try:
+                line = dumps(record, option=option)
+            except TypeError as error:
+                raise DataError(f"cannot write record as JSON: {error}") from None
+            batch.append(line)
+            size += len(line)
+            if size >= WRITE_BATCH_BYTES:
+                out.write(b"".join(batch))
+                count += len(batch)
+                batch.clear()
+                size = 0
+    finally:
+        if batch:
             out.write(b"".join(batch))
             count += len(batch)
-            batch.clear()
-            size = 0
-    if batch:
-        out.write(b"".join(batch))
-        count += len(batch)
-    out.flush()
+        out.flush()
     return count

@@ -1,0 +1,96 @@
+"""The contract every verb keeps (STYLE.md): help with an example, empty input, bad line N named,
+a closed downstream ended quietly, and a README section."""
+
+from __future__ import annotations
+
+import pytest
+
+from ndpipe.cli import VerbGroup, cli
+from tests.conftest import ROOT, shell
+
+# The smallest useful arguments for each verb. A new verb must be added here, or the
+# completeness test below fails.
+MINIMAL_ARGS = {
+    "fetch": [],
+    "select": ["email"],
+    "filter": "email",
+    "map": ["--set", "n=`1`"],
+    "head": [],
+    "sample": ["-n", "5", "--seed", "1"],
+    "sort": ["-k", "email"],
+    "dedupe": ["-k", "email"],
+    "escape-csv": [],
+    "csv": [],
+    "to-json-array": [],
+    "import-clean": [],
+    "upsert-patch": ["--set", "user_metadata.flag=true"],
+    "import": [
+        "--dry-run",
+        "--out",
+        "{tmp}/chunk-{{n}}.json",
+        "--connection",
+        "con_0123456789abcdef",
+    ],
+}
+# Verbs whose output is not NDJSON, or that need no input to say something useful.
+NOT_NDJSON = {"csv", "to-json-array", "import"}
+
+
+def registered() -> list[str]:
+    return VerbGroup.list_commands(cli, None)  # type: ignore[arg-type]
+
+
+def args_for(verb: str, tmp_path) -> str:
+    raw = MINIMAL_ARGS[verb]
+    parts = [raw] if isinstance(raw, str) else raw
+    return " ".join("'" + part.format(tmp=tmp_path).replace("'", "'\\''") + "'" for part in parts)
+
+
+def test_every_verb_is_covered():
+    assert set(registered()) <= set(MINIMAL_ARGS), set(registered()) - set(MINIMAL_ARGS)
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_help_has_an_example(verb):
+    result = shell(f"ndpipe {verb} --help")
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    assert "Example" in text
+    assert f"ndpipe {verb}" in text
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_empty_input(verb, tmp_path):
+    result = shell(f"ndpipe {verb} {args_for(verb, tmp_path)} < /dev/null")
+    assert result.returncode == 0, result.stderr
+    if verb == "to-json-array":
+        assert result.stdout == b"[]\n"
+    elif verb not in NOT_NDJSON:
+        assert result.stdout == b""
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_bad_line_is_named(verb, tmp_path):
+    data = b'{"email":"a@example.com","email_verified":true,"app_metadata":{},"user_metadata":{}}\n'
+    data += b"\n" + b'{"email": "b@example.com",\n'
+    result = shell(f"ndpipe {verb} {args_for(verb, tmp_path)}", input=data)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"ndpipe {verb}: stdin:3: invalid JSON".encode()), result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_closed_downstream_is_quiet(verb, tmp_path):
+    if verb == "import":
+        pytest.skip("import writes chunk files and a summary, not a stream")
+    big = tmp_path / "big.ndjson"
+    big.write_bytes((ROOT / "fixtures" / "users.ndjson").read_bytes() * 3000)
+    result = shell(f"ndpipe {verb} {args_for(verb, tmp_path)} < {big} | head -c 100 > /dev/null")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b"", result.stderr
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_readme_has_a_section(verb):
+    readme = (ROOT / "README.md").read_text()
+    assert f"### `{verb}`" in readme
