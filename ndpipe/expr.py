@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jmespath
 from jmespath import exceptions as jmespath_errors
 
 from ndpipe.errors import RecordError, UsageError
+from ndpipe.jmespath_compiler import compile_expression as compile_to_closures
 
 # What ops catch around evaluation: any runtime failure of an expression on one record.
-EvaluationError = jmespath_errors.JMESPathError
+# jmespath itself raises TypeError for `'a' < `1`` and ValueError for a slice step of 0.
+EvaluationError = (jmespath_errors.JMESPathError, TypeError, ValueError)
 
 
 class Expression:
@@ -43,7 +44,7 @@ def compile_expression(text: str, what: str = "expression") -> Expression:
     if not text.strip():
         raise UsageError(f"empty {what}")
     try:
-        parsed = jmespath.compile(text)
+        search = compile_to_closures(text)
     except jmespath_errors.ParseError as error:
         position = error.lex_position if isinstance(error.lex_position, int) else None
         if isinstance(error, jmespath_errors.IncompleteExpressionError):
@@ -56,7 +57,7 @@ def compile_expression(text: str, what: str = "expression") -> Expression:
         raise UsageError(f"bad {what} {text!r}: {reason}{where}{_caret(text, position)}") from None
     except jmespath_errors.JMESPathError as error:
         raise UsageError(f"bad {what} {text!r}: {error}") from None
-    return Expression(text, parsed.search)
+    return Expression(text, search)
 
 
 def truthy(value: Any) -> bool:
