@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ndpipe.errors import NdpipeError
+from ndpipe.expr import compile_expression
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +50,20 @@ def usage(callback: Callable[..., Any]) -> Callable[..., Any]:
             raise click.BadParameter(str(error), ctx=ctx, param=param) from None
 
     return wrapped
+
+
+def key_option(help: str) -> Callable[[F], F]:
+    """-k/--key EXPR, repeatable and required: JMESPath keys, compiled before input is read."""
+    return click.option(
+        "-k",
+        "--key",
+        "keys",
+        metavar="EXPR",
+        multiple=True,
+        required=True,
+        callback=usage(lambda texts: [compile_expression(text, "key") for text in texts]),
+        help=help,
+    )
 
 
 class OrderedOptions(click.Command):

@@ -1,0 +1,243 @@
+"""to-json-array: records as one JSON array, or as numbered files of bounded size.
+
+The array is written one record per line, so it diffs and greps like NDJSON:
+
+    [
+    {"email":"a@example.com"},
+    {"email":"b@example.com"}
+    ]
+
+No input gives `[]`. Every file ends with a newline. A file holding records of s1 ... sn bytes
+(compact JSON, as orjson writes them) is exactly s1 + ... + sn + 2n + 3 bytes: "[\\n", a ",\\n"
+between records, and "\\n]\\n". Nothing is held in memory but the current write batch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import orjson
+
+from ndpipe.errors import DataError, UsageError
+from ndpipe.io import WRITE_BATCH_BYTES, Record
+
+OPEN = b"[\n"
+SEPARATOR = b",\n"
+CLOSE = b"\n]\n"
+EMPTY = b"[]\n"
+# The bytes a one-record file adds around its record.
+FRAME = len(OPEN) + len(CLOSE)
+# Auth0's import takes files up to 512,000 bytes of request; 500,000 leaves room for the
+# multipart framing (AUTH0.md 2.2).
+AUTH0_MAX_BYTES = 500_000
+# Files being written are named PATH + this until complete, so a killed run leaves no
+# half-written file under a final name.
+PARTIAL_SUFFIX = ".part"
+
+_SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def array_size(record_sizes: Iterable[int]) -> int:
+    """The exact size of the file that holds records of these serialised sizes."""
+    total = 0
+    count = 0
+    for size in record_sizes:
+        total += size
+        count += 1
+    return len(EMPTY) if count == 0 else total + len(SEPARATOR) * (count - 1) + FRAME
+
+
+def parse_size(text: str) -> int:
+    """A byte count: 500000, 500k or 500KB (x1000), 488KiB (x1024), 10MB, 1GiB."""
+    match = _SIZE.fullmatch(text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise UsageError(f"bad size {text!r}: give bytes, e.g. 500000, 500KB or 488KiB")
+    return int(match.group(1)) * _UNITS[unit]
+
+
+class OutputPattern:
+    """A file name with `{n}` (optionally `{n:04d}`) standing for the file number, from 1."""
+
+    def __init__(self, text: str) -> None:
+        if not text:
+            raise UsageError("empty --out pattern")
+        try:
+            fields = list(string.Formatter().parse(text))
+        except ValueError as error:
+            raise UsageError(
+                f"bad --out pattern {text!r}: {error} (write a brace as {{{{)"
+            ) from None
+        self.numbered = False
+        for _, name, spec, conversion in fields:
+            if name is None:
+                continue
+            if name != "n" or conversion:
+                raise UsageError(
+                    f"bad --out pattern {text!r}: only {{n}} or {{n:FORMAT}} may stand in braces "
+                    f"(write a brace as {{{{)"
+                )
+            try:
+                format(1, spec or "")
+            except ValueError as error:
+                raise UsageError(f"bad --out pattern {text!r}: {{n:{spec}}}: {error}") from None
+            self.numbered = True
+        self.text = text
+
+    def path(self, number: int) -> str:
+        return self.text.format(n=number)
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    records: int
+    size: int
+
+
+def _dump(record: Record) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError as error:
+        raise DataError(f"cannot write record as JSON: {error}") from None
+
+
+def write_json_array(records: Iterable[Record], out: BinaryIO) -> int:
+    """Write one JSON array to `out` in batches; returns the record count.
+
+    If the stream fails part-way, the array is still closed, so `out` holds a valid array of
+    the records before the failure.
+    """
+    dumps = _dump
+    # A bytearray, not a list of orjson's results: each of those keeps orjson's 4 KB buffer
+    # however short the record, so a batch of small records would take many times its size.
+    batch = bytearray()
+    count = 0
+    try:
+        for record in records:
+            batch += SEPARATOR if count else OPEN
+            batch += dumps(record)
+            count += 1
+            if len(batch) >= WRITE_BATCH_BYTES:
+                out.write(batch)
+                batch.clear()
+    finally:
+        batch += CLOSE if count else EMPTY
+        out.write(batch)
+        out.flush()
+    return count
+
+
+class _ArrayFile:
+    """One output file being filled: written in batches under a temporary name."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(path)
+        try:
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            # Closed (and renamed into place) by close(), which the writer calls in `finally`.
+            self.handle = open(path + PARTIAL_SUFFIX, "wb")  # noqa: SIM115
+        except OSError as error:
+            raise UsageError(f"cannot write {path}: {error.strerror}") from None
+        self.records = 0
+        self.size = 0  # bytes so far, without the closing bracket
+        self.batch = bytearray()  # see write_json_array for why not a list
+
+    def size_with(self, record_size: int) -> int:
+        """The file's final size if `record_size` more bytes of record were its last record."""
+        if self.records == 0:
+            return record_size + FRAME
+        return self.size + len(SEPARATOR) + record_size + len(CLOSE)
+
+    def add(self, line: bytes) -> None:
+        piece = SEPARATOR if self.records else OPEN
+        self.batch += piece
+        self.batch += line
+        self.records += 1
+        self.size += len(piece) + len(line)
+        if len(self.batch) >= WRITE_BATCH_BYTES:
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            self.handle.write(self.batch)
+        except OSError as error:
+            raise DataError(f"cannot write {self.path}: {error.strerror}") from None
+        self.batch.clear()
+
+    def close(self) -> WrittenFile:
+        ending = CLOSE if self.records else EMPTY
+        self.batch += ending
+        try:
+            self._write()
+        finally:
+            self.handle.close()
+        os.replace(self.path + PARTIAL_SUFFIX, self.path)
+        total = self.size + len(ending) if self.records else len(EMPTY)
+        return WrittenFile(self.path, self.records, total)
+
+
+def write_json_array_files(
+    records: Iterable[Record],
+    *,
+    pattern: OutputPattern,
+    on_file: Callable[[WrittenFile], None],
+    max_bytes: int | None = None,
+    max_records: int | None = None,
+) -> int:
+    """Write records to numbered JSON-array files; returns how many files were written.
+
+    Without limits everything goes to one file (`[]` when there are no records). With
+    `max_bytes` / `max_records`, a new file starts whenever the next record would break a
+    limit, so every file holds at least one record and no file is written for no records.
+    A record too large for any file is a DataError; the files before it are complete.
+    """
+    splitting = max_bytes is not None or max_records is not None
+    current: _ArrayFile | None = None
+    number = 0
+    try:
+        for record in records:
+            line = _dump(record)
+            if max_bytes is not None and len(line) + FRAME > max_bytes:
+                raise DataError(
+                    f"record is {len(line)} bytes as JSON; a file holding only it would be "
+                    f"{len(line) + FRAME} bytes, over --max-bytes {max_bytes}, so it was not "
+                    f"written"
+                )
+            if current is not None and (
+                (max_bytes is not None and current.size_with(len(line)) > max_bytes)
+                or (max_records is not None and current.records >= max_records)
+            ):
+                on_file(current.close())
+                current = None
+            if current is None:
+                number += 1
+                current = _ArrayFile(pattern.path(number))
+            current.add(line)
+        if current is None and not splitting:
+            number += 1
+            current = _ArrayFile(pattern.path(number))
+    finally:
+        if current is not None:
+            on_file(current.close())
+    return number
