@@ -3,9 +3,11 @@
 Exit codes (documented in the README):
 
     0  success
-    1  bad input data, a record that could not be processed, or users that Auth0 rejected
+    1  bad input data, a record that could not be processed, or Auth0 said no: credentials
+       refused, a job failed or expired, users rejected
     2  usage: a bad option, field spec or expression (nothing was read)
-    3  Auth0 or network: credentials refused, a job failed or expired, retries exhausted
+    3  Auth0 or the network could not be reached or kept failing: retries exhausted, a broken
+       download (running the command again may work)
   130  interrupted (Ctrl-C)
 """
 
@@ -62,6 +64,15 @@ class RecordError(DataError):
 
 
 class RemoteError(NdpipeError):
-    """Auth0 or the network failed: bad credentials, retries exhausted, a failed or expired job."""
+    """Auth0 or the network kept failing: connection errors, 5xx or 429 past the retries."""
 
     exit_code = EXIT_REMOTE
+
+
+class Refused(RemoteError):
+    """Auth0 answered, and the answer is no: credentials refused, a 4xx, a failed or expired job.
+
+    Running the same command again will not help, so it exits 1 like other bad input.
+    """
+
+    exit_code = EXIT_DATA
