@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,14 +16,23 @@ from ndpipe.jmespath_compiler import compile_expression as compile_to_closures
 EvaluationError = (jmespath_errors.JMESPathError, TypeError, ValueError)
 
 
-class Expression:
-    """A compiled JMESPath expression; `search(value)` evaluates it."""
+# An unquoted JMESPath identifier: as an expression, it is the field of that name.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-    __slots__ = ("search", "text")
+
+class Expression:
+    """A compiled JMESPath expression; `search(value)` evaluates it.
+
+    `field` is the name when the expression is one plain field, which on an object is just
+    `record.get(field)`: callers on a hot path use that and skip the call.
+    """
+
+    __slots__ = ("field", "search", "text")
 
     def __init__(self, text: str, search: Callable[[Any], Any]) -> None:
         self.text = text
         self.search = search
+        self.field = text.strip() if IDENTIFIER.fullmatch(text.strip()) else None
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"

@@ -186,6 +186,8 @@ def csv(
     else:
         dropped.unseen = list(columns)
     quote = quoter(delimiter)
+    might_quote = re.compile("[\"\r\n']").search
+    separators = len(columns) - 1
     join = delimiter.join
     if header:
         # A lone empty cell would be a blank line, which CSV readers skip: it is quoted instead.
@@ -214,7 +216,11 @@ def csv(
             if dropped.unseen:
                 dropped.unseen = [name for name in dropped.unseen if name not in row]
             values = [row.get(name) for name in columns]
-        line = join([quote(value if type(value) is str else _text(value)) for value in values])
+        cells = [value if type(value) is str else _text(value) for value in values]
+        line = join(cells)
+        # Most rows need no quoting at all: one scan of the joined line proves it.
+        if might_quote(line) or line.count(delimiter) != separators:
+            line = join([quote(cell) for cell in cells])
         yield line or '""'
 
 

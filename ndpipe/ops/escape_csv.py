@@ -63,6 +63,17 @@ def _apply(record: dict[str, Any], change: Callable[[str], str]) -> None:
             _apply(value, change)
 
 
+def _apply_formula(record: dict[str, Any]) -> None:
+    """_apply(record, escape_formula), inlined: the default style runs on every cell of a CSV."""
+    for key, value in record.items():
+        kind = type(value)
+        if kind is str:
+            if value[:1] in FORMULA_STARTS:
+                record[key] = PREFIX + value
+        elif kind is dict:
+            _apply_formula(value)
+
+
 def escape_csv(records: Iterable[Record], *, style: str = "formula", undo: bool = False) -> Records:
     """Escape (or, with `undo`, unescape) the string values of each record for CSV output."""
     if undo:
@@ -76,6 +87,11 @@ def escape_csv(records: Iterable[Record], *, style: str = "formula", undo: bool 
         change = escape_auth0
     else:
         raise ValueError(f"unknown escape style {style!r}")
+    if change is escape_formula:
+        for record in records:
+            _apply_formula(record)
+            yield record
+        return
     for record in records:
         _apply(record, change)
         yield record

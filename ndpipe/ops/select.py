@@ -187,6 +187,13 @@ def select(records: Iterable[Record], *, fields: Sequence[Field], missing: str =
     flat = all(len(field.key) == 1 for field in fields)
     try:
         if flat and missing == "null":
+            names = [(field.key[0], field.expression.field or "") for field in fields]
+            if all(field.expression.field for field in fields):
+                # Plain top-level fields: a dict lookup each, without calling the expression.
+                for record in records:
+                    get = record.get
+                    yield {key: get(name) for key, name in names}
+                return
             for record in records:
                 yield {key: search(record) for key, search in pairs}
             return
