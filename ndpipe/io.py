@@ -34,15 +34,19 @@ class Position:
     """Where the record being processed came from, for error messages.
 
     The reader updates it as it yields each record; ops that raise a RecordError are
-    processing the most recently read record, so the core names that position.
+    processing the most recently read record, so the core names that position. The NDJSON
+    reader also keeps that record and its line, so a writer can copy the line instead of
+    encoding the record again when nothing has changed it (see `encoder`).
     """
 
-    __slots__ = ("name", "number", "unit")
+    __slots__ = ("name", "number", "raw", "record", "unit")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.number = 0
         self.unit = "line"
+        self.record: Record | None = None
+        self.raw = b""
 
     def __str__(self) -> str:
         if self.unit == "line":
@@ -177,6 +181,8 @@ def read_ndjson(stream: Iterable[bytes], position: Position, policy: ErrorPolicy
             )
             continue
         position.number = number
+        position.record = record
+        position.raw = line
         yield record
 
 
@@ -235,12 +241,47 @@ def read_records(
 # --- writing --------------------------------------------------------------------------------
 
 
-def write_ndjson(records: Iterable[Record], out: BinaryIO) -> int:
+Encoder = Callable[[Record], bytes]
+
+
+def _as_read(raw: bytes) -> bytes:
+    """An input line as compact output: without its line end and surrounding whitespace."""
+    return raw[:-1] if raw[:1] == b"{" and raw[-2:] == b"}\n" else raw.strip()
+
+
+def dump_json(record: Record) -> bytes:
+    """A record as compact JSON bytes; a value JSON cannot hold is a DataError."""
+    try:
+        return orjson.dumps(record)
+    except TypeError as error:
+        raise DataError(f"cannot write record as JSON: {error}") from None
+
+
+def encoder(unchanged: Position | None = None) -> Encoder:
+    """A function from a record to its JSON bytes (no line end).
+
+    With `unchanged` (the reader's position, given only when every stage passes records on
+    untouched), the record the reader has just yielded is its input line as read: filter, head
+    and dedupe copy lines instead of encoding them again.
+    """
+    if unchanged is None:
+        return dump_json
+
+    def encode(record: Record) -> bytes:
+        return _as_read(unchanged.raw) if record is unchanged.record else dump_json(record)
+
+    return encode
+
+
+def write_ndjson(
+    records: Iterable[Record], out: BinaryIO, unchanged: Position | None = None
+) -> int:
     """Write records as NDJSON in batches; returns how many were written.
 
-    When the stream fails part-way, the records before the failure are still written, so the
-    output holds exactly what came before the reported line. The batch is one bytearray:
-    orjson's bytes objects keep spare capacity, and a list of them costs twice the memory.
+    `unchanged` is as for `encoder`: an untouched record is written as its input line. When the
+    stream fails part-way, the records before the failure are still written, so the output
+    holds exactly what came before the reported line. The batch is one bytearray: orjson's
+    bytes objects keep spare capacity, and a list of them costs twice the memory.
     """
     dumps = orjson.dumps
     option = orjson.OPT_APPEND_NEWLINE
@@ -248,10 +289,18 @@ def write_ndjson(records: Iterable[Record], out: BinaryIO) -> int:
     count = 0
     try:
         for record in records:
-            try:
-                batch += dumps(record, option=option)
-            except TypeError as error:
-                raise DataError(f"cannot write record as JSON: {error}") from None
+            if unchanged is not None and record is unchanged.record:
+                raw = unchanged.raw
+                if raw[:1] == b"{" and raw[-2:] == b"}\n":
+                    batch += raw
+                else:
+                    batch += raw.strip()
+                    batch += b"\n"
+            else:
+                try:
+                    batch += dumps(record, option=option)
+                except TypeError as error:
+                    raise DataError(f"cannot write record as JSON: {error}") from None
             count += 1
             if len(batch) >= WRITE_BATCH_BYTES:
                 out.write(batch)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ndpipe.errors import EXIT_OK, NdpipeError, UsageError
-from ndpipe.io import ErrorPolicy, Position, Records, read_records, write_ndjson
+from ndpipe.io import Encoder, ErrorPolicy, Position, Records, encoder, read_records, write_ndjson
 
 Transform = Callable[[Records], Records]
 Source = Callable[[ErrorPolicy, Position], Records]
-Sink = Callable[[Records, BinaryIO], None]
+Sink = Callable[[Records, BinaryIO, Encoder], None]
 
 
 @dataclass
@@ -39,6 +39,9 @@ class Stage:
     finish: Callable[[], int | None] | None = None
     on_error: str = "fail"
     notes: list[str] = field(default_factory=list)
+    # The transform yields each record as it receives it, untouched and at once (filter, head,
+    # dedupe), so its output can be the input lines as read, not encoded again.
+    preserves: bool = False
 
 
 def warn(command: str, message: str) -> None:
@@ -91,11 +94,13 @@ def run(stages: list[Stage], out: BinaryIO) -> int:
     policy = ErrorPolicy("skip" if any(s.on_error == "skip" for s in stages) else "fail")
     records = compose(stages, position, policy)
     last = stages[-1]
+    untouched = all(stage.preserves for stage in stages if stage.transform is not None)
+    unchanged = position if untouched else None
     try:
         if last.sink is not None:
-            last.sink(records, out)
+            last.sink(records, out, encoder(unchanged))
         else:
-            write_ndjson(records, out)
+            write_ndjson(records, out, unchanged)
     except NdpipeError as error:
         if getattr(error, "command", None) is None:
             error.command = last.name  # type: ignore[attr-defined]

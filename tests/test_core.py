@@ -47,6 +47,52 @@ def test_blank_lines_crlf_and_bom_are_tolerated():
     assert result.stdout == b'{"a":1}\n{"a":2}\n{"a":3}\n'
 
 
+SPACED = b'  {"b": [1, 2], "a": "\\u00e9"}  \r\n{"a":2,"b":1}\n{"a":3, "b":0}'
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fetch"],
+        ["filter", "b"],
+        ["head", "-n", "5"],
+        ["dedupe", "-k", "a"],
+        ["filter", "a", "then", "head"],
+    ],
+)
+def test_untouched_records_are_written_as_read(args):
+    # Nothing changed them, so they are copied, not encoded again: whitespace and escapes stay.
+    result = run_ndpipe(*args, input=SPACED)
+    assert result.returncode == 0, result.stderr
+    kept = [b'{"b": [1, 2], "a": "\\u00e9"}', b'{"a":2,"b":1}', b'{"a":3, "b":0}']
+    if args[1:] == ["a != `2`"]:
+        del kept[1]
+    assert result.stdout == b"".join(line + b"\n" for line in kept)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["map", "--set", "c=`1`"], ["filter", "a", "then", "map", "--del", "c"], ["sort", "-k", "a"]],
+)
+def test_records_a_stage_may_change_are_encoded_again(args):
+    result = run_ndpipe(*args, input=SPACED)
+    assert result.returncode == 0, result.stderr
+    assert b" " not in result.stdout and "é".encode() in result.stdout
+
+
+def test_to_json_array_copies_untouched_lines_and_counts_their_size(tmp_path):
+    lines = [b'{"n": %d, "pad": "%s"}' % (n, b"x" * 50) for n in range(20)]
+    result = run_ndpipe(
+        "to-json-array", "--max-bytes", "300", "--out", f"{tmp_path}/part-{{n}}.json",
+        input=b"\n".join(lines),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    files = sorted(tmp_path.iterdir(), key=lambda path: int(path.stem.split("-")[1]))
+    assert all(path.stat().st_size <= 300 for path in files)
+    assert b"".join(path.read_bytes() for path in files).count(b'{"n": ') == 20
+    assert orjson.loads(files[0].read_bytes())[0] == {"n": 0, "pad": "x" * 50}
+
+
 def test_empty_input_gives_empty_output():
     for args in (["fetch"], ["select", "email"], ["filter", "a"], ["head"]):
         result = run_ndpipe(*args, input=b"")

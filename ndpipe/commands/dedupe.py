@@ -64,4 +64,4 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
         )
         return None
 
-    return Stage(NAME, transform=transform, finish=finish, on_error=on_error)
+    return Stage(NAME, transform=transform, finish=finish, on_error=on_error, preserves=True)

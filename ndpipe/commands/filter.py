@@ -24,4 +24,9 @@ def command(expression: Expression, on_error: str) -> Stage:
       ndpipe filter 'logins_count > `10` && app_metadata.plan == `"premium"`' \\
         < fixtures/users.ndjson
     """
-    return Stage("filter", transform=partial(filter, expression=expression), on_error=on_error)
+    return Stage(
+        "filter",
+        transform=partial(filter, expression=expression),
+        on_error=on_error,
+        preserves=True,
+    )

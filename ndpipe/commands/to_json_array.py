@@ -7,7 +7,7 @@ import click
 
 from ndpipe.commands import usage, verb
 from ndpipe.errors import UsageError
-from ndpipe.io import Records
+from ndpipe.io import Encoder, Records
 from ndpipe.ops.to_json_array import (
     AUTH0_MAX_BYTES,
     FRAME,
@@ -91,12 +91,13 @@ def command(
         noun = "record" if file.records == 1 else "records"
         warn(NAME, f"wrote {file.path}: {file.records} {noun}, {file.size} bytes")
 
-    def sink(records: Records, out: BinaryIO) -> None:
+    def sink(records: Records, out: BinaryIO, encode: Encoder) -> None:
         if pattern is None:
-            write_json_array(records, out)
+            write_json_array(records, out, encode)
             return
         written["files"] = write_json_array_files(
             records,
+            encode=encode,
             pattern=pattern,
             on_file=report,
             max_bytes=max_bytes,

@@ -21,10 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import orjson
-
 from ndpipe.errors import DataError, UsageError
-from ndpipe.io import WRITE_BATCH_BYTES, Record
+from ndpipe.io import WRITE_BATCH_BYTES, Encoder, Record, dump_json
 
 OPEN = b"[\n"
 SEPARATOR = b",\n"
@@ -113,20 +111,12 @@ class WrittenFile:
     size: int
 
 
-def _dump(record: Record) -> bytes:
-    try:
-        return orjson.dumps(record)
-    except TypeError as error:
-        raise DataError(f"cannot write record as JSON: {error}") from None
-
-
-def write_json_array(records: Iterable[Record], out: BinaryIO) -> int:
+def write_json_array(records: Iterable[Record], out: BinaryIO, encode: Encoder = dump_json) -> int:
     """Write one JSON array to `out` in batches; returns the record count.
 
-    If the stream fails part-way, the array is still closed, so `out` holds a valid array of
-    the records before the failure.
+    `encode` gives a record's JSON (see ndpipe.io.encoder). If the stream fails part-way, the
+    array is still closed, so `out` holds a valid array of the records before the failure.
     """
-    dumps = _dump
     # A bytearray, not a list of orjson's results: each of those keeps orjson's 4 KB buffer
     # however short the record, so a batch of small records would take many times its size.
     batch = bytearray()
@@ -134,7 +124,7 @@ def write_json_array(records: Iterable[Record], out: BinaryIO) -> int:
     try:
         for record in records:
             batch += SEPARATOR if count else OPEN
-            batch += dumps(record)
+            batch += encode(record)
             count += 1
             if len(batch) >= WRITE_BATCH_BYTES:
                 out.write(batch)
@@ -204,6 +194,7 @@ def write_json_array_files(
     on_file: Callable[[WrittenFile], None],
     max_bytes: int | None = None,
     max_records: int | None = None,
+    encode: Encoder = dump_json,
 ) -> int:
     """Write records to numbered JSON-array files; returns how many files were written.
 
@@ -217,7 +208,7 @@ def write_json_array_files(
     number = 0
     try:
         for record in records:
-            line = _dump(record)
+            line = encode(record)
             if max_bytes is not None and len(line) + FRAME > max_bytes:
                 raise DataError(
                     f"record is {len(line)} bytes as JSON; a file holding only it would be "
