@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import keyword
 import os
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from ndpipe.errors import EXIT_INTERRUPTED, EXIT_USAGE, NdpipeError
 from ndpipe.pipeline import Stage, run
 
 # Every verb, in the order `ndpipe --help` lists them; each is a module ndpipe/commands/<verb>.py
-# that defines `command`.
+# (import_.py for import, a Python keyword) that defines `command`.
 COMMANDS = [
     "fetch",
     "select",
@@ -49,7 +50,8 @@ class VerbGroup(click.Group):
 
 
 def _module(verb: str) -> str:
-    return f"ndpipe.commands.{verb.replace('-', '_')}"
+    name = verb.replace("-", "_")
+    return f"ndpipe.commands.{name}_" if keyword.iskeyword(name) else f"ndpipe.commands.{name}"
 
 
 @click.group(

@@ -226,6 +226,17 @@ def read_records(
     is read as NDJSON, so the first bad line gets the usual clear error.
     """
     stream, name = open_input(path)
+    return read_stream(stream, name, policy, position, other)
+
+
+def read_stream(
+    stream: BinaryIO,
+    name: str,
+    policy: ErrorPolicy,
+    position: Position | None = None,
+    other: Reader | None = None,
+) -> Records:
+    """Records from an open binary stream (a file, stdin, a download), as `read_records`."""
     if position is None:
         position = Position(name)
     else:

@@ -21,7 +21,9 @@ from ndpipe.io import Encoder, ErrorPolicy, Position, Records, encoder, read_rec
 
 Transform = Callable[[Records], Records]
 Source = Callable[[ErrorPolicy, Position], Records]
-Sink = Callable[[Records, BinaryIO, Encoder], None]
+# A sink gets the record stream, stdout, the encoder for untouched records (see
+# ndpipe.io.encoder) and the reader's position (where the record in hand came from).
+Sink = Callable[[Records, BinaryIO, Encoder, Position], None]
 
 
 @dataclass
@@ -98,7 +100,7 @@ def run(stages: list[Stage], out: BinaryIO) -> int:
     unchanged = position if untouched else None
     try:
         if last.sink is not None:
-            last.sink(records, out, encoder(unchanged))
+            last.sink(records, out, encoder(unchanged), position)
         else:
             write_ndjson(records, out, unchanged)
     except NdpipeError as error:

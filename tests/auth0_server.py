@@ -140,6 +140,7 @@ class LoggedRequest:
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    response: bytes = b""  # the JSON body answered, for API calls (not file downloads)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -640,6 +641,7 @@ class FakeAuth0:
 
     def _json(self, handler: _Handler, request: LoggedRequest, status: int, body: Any) -> None:
         request.status = status
+        request.response = json.dumps(body).encode() if body is not None else b""
         self._send(handler, status, body, self._rate_headers())
 
     @staticmethod

@@ -26,7 +26,7 @@ from ndpipe.auth0.client import (
     RetryPolicy,
     _Decoder,
 )
-from ndpipe.errors import EXIT_DATA, RemoteError, UsageError
+from ndpipe.errors import EXIT_DATA, Refused, RemoteError, UsageError
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import (
     DEFAULT_CONNECTION,
@@ -266,7 +266,7 @@ def test_resolve_connection_by_name_and_by_id(client: Auth0Client, auth0_server:
     assert dict(httpx.QueryParams(request.query))["name"] == "Legacy-DB"
     assert client.resolve_connection(other.id) == other.id
     assert len(auth0_server.requests("GET", "/api/v2/connections")) == 1  # ids need no lookup
-    with pytest.raises(RemoteError, match="no connection named 'legacy-db'"):
+    with pytest.raises(Refused, match="no connection named 'legacy-db'"):
         client.resolve_connection("legacy-db")
 
 

@@ -48,9 +48,17 @@ def readme_pipelines() -> list[str]:
     return pipelines
 
 
+# fetch options that only an export job takes.
+EXPORT_JOB_OPTIONS = ("--connection", "--field", "--fields-file", "--limit", "--sample", "--job")
+
+
 def needs_tenant(stages: list[list[str]]) -> bool:
     first = stages[0]
-    reads_tenant = first[1] == "fetch" and not any(not token.startswith("-") for token in first[2:])
+    options = [token.split("=")[0] for token in first[2:] if token.startswith("-")]
+    sources = [token for token in first[2:] if not token.startswith("-")]
+    reads_tenant = first[1] == "fetch" and (
+        not sources or any(option in EXPORT_JOB_OPTIONS for option in options)
+    )
     return reads_tenant or any(stage[1] == "import" for stage in stages)
 
 

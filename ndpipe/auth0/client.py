@@ -173,6 +173,14 @@ class Auth0Client:
         self._http.close()
         self._download.close()
 
+    def now(self) -> float:
+        """The client's clock (unix seconds); tests replace it."""
+        return self._clock()
+
+    def pause(self) -> None:
+        """Wait one poll interval."""
+        self._sleep(self.poll_interval)
+
     def __enter__(self) -> Auth0Client:
         return self
 
@@ -195,7 +203,7 @@ class Auth0Client:
         # Filtered again here: the name must match exactly, whatever the server did with it.
         ids = [c.get("id") for c in found if isinstance(c, dict) and c.get("name") == name_or_id]
         if not ids or not isinstance(ids[0], str):
-            raise RemoteError(
+            raise Refused(
                 f"the tenant has no connection named {name_or_id!r} (names are case-sensitive)"
             )
         return ids[0]

@@ -8,7 +8,7 @@ import click
 
 from ndpipe.commands import usage, verb
 from ndpipe.errors import EXIT_OK, UsageError
-from ndpipe.io import Encoder, Records
+from ndpipe.io import Encoder, Position, Records
 from ndpipe.ops.csv import Dropped, csv, parse_columns, parse_delimiter, write_lines
 from ndpipe.pipeline import Stage, warn
 
@@ -93,7 +93,7 @@ def command(
         dropped=dropped,
     )  # fmt: skip
 
-    def sink(records: Records, out: BinaryIO, encode: Encoder) -> None:
+    def sink(records: Records, out: BinaryIO, encode: Encoder, position: Position) -> None:
         write_lines(lines(records), out, line_end="\r\n" if crlf else "\n", bom=bom)
 
     def finish() -> int:

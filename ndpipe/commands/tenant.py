@@ -7,12 +7,15 @@ httpx is imported only when a client is built (`open_client`), so verbs that rea
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
+from ndpipe.errors import UsageError
 from ndpipe.pipeline import warn
 
 if TYPE_CHECKING:
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 TENANT_OPTIONS = ("domain", "client_id", "client_secret", "token")
+DEFAULT_POLL_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -103,4 +107,76 @@ def open_client(
         token=tenant.token,
     )
     notify = None if quiet else (lambda message: warn(command, message))
+    settings.setdefault("poll_interval", poll_interval())
     return Auth0Client(credentials, notify=notify, **settings)
+
+
+def poll_interval() -> float:
+    """Seconds between job reads: NDPIPE_POLL_INTERVAL, or 2 (each read counts against the
+    tenant's Management API rate limit, AUTH0.md §1.3)."""
+    text = os.environ.get("NDPIPE_POLL_INTERVAL", "")
+    try:
+        value = float(text) if text else DEFAULT_POLL_INTERVAL
+    except ValueError:
+        raise UsageError(f"NDPIPE_POLL_INTERVAL must be seconds, not {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise UsageError(f"NDPIPE_POLL_INTERVAL must be between 0 and 3600 seconds, not {text}")
+    return value
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class JobProgress:
+    """A job's progress on stderr: one redrawn bar on a terminal, else a line per change.
+
+    Fed every reading of the job (GET /api/v2/jobs/{id}): status, percentage_done and
+    time_left_seconds, which Auth0 gives while an export is processing.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, command: str, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self.command = command
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.live = enabled and self.stream.isatty()
+        self.last = ""
+        self.drawn = False
+
+    def __call__(self, job: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        status = str(job.get("status", "?"))
+        done = job.get("percentage_done")
+        left = job.get("time_left_seconds")
+        if status == "completed":
+            done = 100
+        text = status
+        if isinstance(done, int | float) and status != "completed":
+            text += f", {done:g}% done"
+        if isinstance(left, int | float) and left > 0 and status != "completed":
+            text += f", about {_duration(left)} left"
+        label = f"ndpipe {self.command}: job {job.get('id')}"
+        if self.live:
+            filled = int(self.WIDTH * min(max(float(done or 0), 0.0), 100.0) / 100)
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            self.stream.write(f"\r{label} [{bar}] {text}\x1b[K")
+            self.stream.flush()
+            self.drawn = True
+        elif text != self.last:
+            self.stream.write(f"{label}: {text}\n")
+            self.stream.flush()
+        self.last = text
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False

@@ -7,7 +7,7 @@ import click
 
 from ndpipe.commands import usage, verb
 from ndpipe.errors import UsageError
-from ndpipe.io import Encoder, Records
+from ndpipe.io import Encoder, Position, Records
 from ndpipe.ops.to_json_array import (
     AUTH0_MAX_BYTES,
     FRAME,
@@ -91,7 +91,7 @@ def command(
         noun = "record" if file.records == 1 else "records"
         warn(NAME, f"wrote {file.path}: {file.records} {noun}, {file.size} bytes")
 
-    def sink(records: Records, out: BinaryIO, encode: Encoder) -> None:
+    def sink(records: Records, out: BinaryIO, encode: Encoder, position: Position) -> None:
         if pattern is None:
             write_json_array(records, out, encode)
             return

@@ -147,15 +147,19 @@ def auth0_fields(entries: Any, source: str) -> list[Field]:
     return fields
 
 
-def read_fields_file(path: str) -> list[Field]:
+def load_fields_file(path: str) -> Any:
+    """The JSON of an Auth0 field-list file, unchecked (auth0_fields checks it)."""
     try:
         with open(path, "rb") as handle:
-            entries = orjson.loads(handle.read())
+            return orjson.loads(handle.read())
     except OSError as error:
         raise UsageError(f"cannot read fields file {path}: {error.strerror}") from None
     except orjson.JSONDecodeError as error:
         raise UsageError(f"fields file {path} is not valid JSON: {error}") from None
-    return auth0_fields(entries, path)
+
+
+def read_fields_file(path: str) -> list[Field]:
+    return auth0_fields(load_fields_file(path), path)
 
 
 def check_fields(fields: Sequence[Field]) -> None:
