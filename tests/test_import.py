@@ -325,3 +325,13 @@ def test_fixture_export_through_import_clean_imports_everything_valid(
     assert len(auth0_server.users_in()) + len(failed) == len(sent)
     # Local validation catches what the server would refuse: nothing fails for its schema.
     assert not [e for entry in failed for e in entry["errors"] if e["code"] != "DUPLICATED_USER"]
+
+
+def test_without_a_report_each_failure_is_a_line_on_stderr(auth0_server, auth0_env):
+    given = [users(1)[0], {"email": "not-an-email"}]
+    result = import_(auth0_env, "--quiet", input=ndjson(given))
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert lines[0].startswith("ndpipe import: stdin:2: not-an-email failed: FORMAT email: ")
+    assert lines[-1].endswith("1 rejected before sending; 1 user to fix")
+    assert len(auth0_server.users_in()) == 1

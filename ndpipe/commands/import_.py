@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -15,6 +15,9 @@ from ndpipe.io import Encoder, ErrorPolicy, Position, Record, Records, SideFile,
 from ndpipe.ops.import_users import Chunk, chunk_users, report_entry
 from ndpipe.ops.to_json_array import AUTH0_MAX_BYTES, FRAME, OutputPattern, parse_size
 from ndpipe.pipeline import Stage, warn
+
+if TYPE_CHECKING:
+    from ndpipe.auth0.importer import ImportStats
 
 NAME = "import"
 
@@ -49,6 +52,46 @@ def write_chunk(path: str, chunk: Chunk) -> None:
         os.replace(path + ".part", path)
     except OSError as error:
         raise click.FileError(path, error.strerror) from None
+
+
+def describe(entry: Record) -> str:
+    """A --report line as one line of stderr, for runs without --report."""
+    user = entry["user"]
+    who = user.get("email") if isinstance(user, dict) else None
+    where = entry.get("input") or f"job {entry.get('job')}"
+    reasons = "; ".join(
+        f"{e.get('code')} {e.get('path') or '(user)'}: {e.get('message')}"
+        for e in entry["errors"]
+        if isinstance(e, dict)
+    )
+    return f"{where}: {who or 'user'} failed: {reasons}"
+
+
+def summary(
+    counts: dict[str, int], stats: ImportStats | None, report: str | None
+) -> tuple[str, int]:
+    """The closing line on stderr, and how many users did not make it (None stats: dry run)."""
+    read, rejected = counts["read"], counts["rejected"]
+    report_note = f" (in {report})" if report else ""
+    if stats is None:
+        line = (
+            f"dry run: {_plural(read, 'user')} read; {counts['chunked']} in "
+            f"{_plural(counts['chunks'], 'file')}, {rejected} rejected{report_note}; "
+            "nothing was sent"
+        )
+        return line, rejected
+    totals = stats.totals
+    line = (
+        f"{_plural(read, 'user')} read, {stats.users} sent in {_plural(stats.jobs, 'job')}: "
+        f"{totals['inserted']} inserted, {totals['updated']} updated, {totals['failed']} failed"
+    )
+    if stats.lost:
+        line += f", {stats.lost} in failed jobs"
+    line += f"; {rejected} rejected before sending"
+    failed = totals["failed"] + stats.lost + rejected
+    if failed:
+        line += f"; {_plural(failed, 'user')} to fix{report_note}"
+    return line, failed
 
 
 def _plural(count: int, noun: str) -> str:
@@ -166,16 +209,8 @@ def command(
     def write_report(entry: Record) -> None:
         if handle is not None:
             handle.write(entry)
-            return
-        user = entry["user"]
-        who = user.get("email") if isinstance(user, dict) else None
-        where = entry.get("input") or f"job {entry.get('job')}"
-        reasons = "; ".join(
-            f"{e.get('code')} {e.get('path') or '(user)'}: {e.get('message')}"
-            for e in entry["errors"]
-            if isinstance(e, dict)
-        )
-        warn(NAME, f"{where}: {who or 'user'} failed: {reasons}")
+        else:
+            warn(NAME, describe(entry))
 
     def source(policy: ErrorPolicy, position: Position) -> Records:
         for path in files:
@@ -230,26 +265,8 @@ def command(
                 handle.close()
 
     def finish() -> int | None:
-        read, rejected = counts["read"], counts["rejected"]
-        report_note = f" (in {report})" if report else ""
-        if client is None:
-            warn(NAME, f"dry run: {_plural(read, 'user')} read; {counts['chunked']} in "
-                 f"{_plural(counts['chunks'], 'file')}, {rejected} rejected{report_note}; "
-                 "nothing was sent")  # fmt: skip
-            return EXIT_DATA if rejected else None
-        stats = outcome["stats"]
-        totals = stats.totals
-        line = (
-            f"{_plural(read, 'user')} read, {stats.users} sent in {_plural(stats.jobs, 'job')}: "
-            f"{totals['inserted']} inserted, {totals['updated']} updated, "
-            f"{totals['failed']} failed"
-        )
-        if stats.lost:
-            line += f", {stats.lost} in failed jobs"
-        line += f"; {rejected} rejected before sending"
-        failed = totals["failed"] + stats.lost + rejected
-        if failed:
-            line += f"; {_plural(failed, 'user')} to fix{report_note}"
+        stats = outcome.get("stats")
+        line, failed = summary(counts, stats, report)
         warn(NAME, line)
         return EXIT_DATA if failed else None
 
