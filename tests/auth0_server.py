@@ -233,9 +233,10 @@ class Faults:
         """Answer STATUS (5xx) to the next COUNT API requests (path="/downloads/" for files)."""
         self._add("status", count, path, status=status)
 
-    def hang_up(self, count: int | None = 1, *, path: str | None = None) -> None:
-        """Close the connection without answering the next COUNT API requests."""
-        self._add("hang_up", count, path)
+    def hang_up(self, count: int | None = 1, *, path: str | None = None, after: int = 0) -> None:
+        """Close the connection without answering the next COUNT API requests, once AFTER
+        matching requests have been answered."""
+        self._add("hang_up", count, path, after=after)
 
     def drop_downloads(self, count: int = 1, *, after_bytes: int | None = None) -> None:
         """Send headers and part of the body (default: half), then close the socket."""
@@ -270,6 +271,9 @@ class Faults:
         with self._lock:
             for rule in self._rules:
                 if rule.kind in kinds and rule.matches(path, download):
+                    if rule.params.get("after"):
+                        rule.params["after"] -= 1
+                        continue
                     if rule.remaining is not None:
                         rule.remaining -= 1
                         if rule.remaining <= 0:

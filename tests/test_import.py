@@ -335,3 +335,39 @@ def test_without_a_report_each_failure_is_a_line_on_stderr(auth0_server, auth0_e
     assert lines[0].startswith("ndpipe import: stdin:2: not-an-email failed: FORMAT email: ")
     assert lines[-1].endswith("1 rejected before sending; 1 user to fix")
     assert len(auth0_server.users_in()) == 1
+
+
+def test_a_run_that_stops_says_where_to_resume_and_start_at_resumes(
+    auth0_server, auth0_env, tmp_path
+):
+    given = users(40)
+    report = tmp_path / "failed.ndjson"
+    args = ("--upsert", "--max-bytes", "1000", "--external-id", "run", "--report", str(report))
+    # The third import request is cut off: it may or may not have started a job, so it is not
+    # repeated, and the run stops with exit 3.
+    auth0_server.faults.hang_up(1, path="/api/v2/jobs/users-imports", after=2)
+    result = import_(auth0_env, *args, input=ndjson(given))
+    assert result.returncode == 3, result.stderr
+    clean(result, auth0_server)
+    message = result.stderr.decode().strip().splitlines()[-1]
+    resume = int(message.rsplit("--start-at ", 1)[1])
+    assert "may or may not have started a job" in message
+    assert 1 <= resume <= 3
+    sent = {job.external_id for job in auth0_server.jobs.values()}
+    assert sent == {"run-0001", "run-0002"}
+
+    first_run = set(auth0_server.jobs)
+    for job_id in first_run:  # what Auth0 does on its own meanwhile
+        auth0_server.finish_job(job_id)
+    again = import_(auth0_env, *args, "--start-at", str(resume), input=ndjson(given))
+    assert again.returncode == 0, again.stderr
+    assert "in chunks before --start-at" in again.stderr.decode()
+    numbers = sorted(
+        int(job.external_id.rsplit("-", 1)[1])
+        for job_id, job in auth0_server.jobs.items()
+        if job_id not in first_run
+    )
+    assert numbers == list(range(resume, resume + len(numbers))) and numbers[-1] > 3
+    assert sorted(user["email"] for user in auth0_server.users_in()) == sorted(
+        user["email"].lower() for user in given
+    )

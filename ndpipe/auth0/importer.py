@@ -26,7 +26,7 @@ class ImportStats:
     users: int = 0  # sent to Auth0
     jobs: int = 0
     failed_jobs: int = 0
-    lost: int = 0  # users of failed jobs, or never sent because the run stopped
+    lost: int = 0  # users of jobs that failed
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUMMARY_KEYS, 0))
 
 
@@ -67,8 +67,8 @@ class Importer:
 
         Bad input (raised by `chunks` after its last good chunk) waits for the jobs already
         sent, so their failures are reported, then stops the run. When Auth0 or the network
-        fails, the chunk in hand is reported as not sent, and the message names the jobs
-        whose outcome is unknown.
+        fails, the message names the jobs whose outcome is unknown and the first chunk that
+        was not settled, from which `--start-at` resumes.
         """
         pending: Chunk | None = None
         try:
@@ -83,13 +83,19 @@ class Importer:
                 raise
             self._drain()
         except RemoteError as error:
+            unsettled = [job.chunk.number for job in self.active]
             if pending is not None:
-                self._lose(pending, "NOT_SENT", f"not sent: the run stopped ({error.message})")
+                unsettled.append(pending.number)
             if self.active:
                 running = ", ".join(job.job_id for job in self.active)
                 error.message += (
                     f"; import jobs {running} were still running: their users may be imported "
                     "(GET /api/v2/jobs/ID/errors lists the failures)"
+                )
+            if unsettled:
+                error.message += (
+                    f"; the chunks before chunk {min(unsettled)} are done: to go on, run the "
+                    f"same command on the same input with --start-at {min(unsettled)}"
                 )
             raise
 

@@ -73,16 +73,21 @@ def summary(
     """The closing line on stderr, and how many users did not make it (None stats: dry run)."""
     read, rejected = counts["read"], counts["rejected"]
     report_note = f" (in {report})" if report else ""
+    if counts["skipped"]:
+        skipped = counts["skipped"]
+        read_text = f"{_plural(read, 'user')} read ({skipped} in chunks before --start-at)"
+    else:
+        read_text = f"{_plural(read, 'user')} read"
     if stats is None:
         line = (
-            f"dry run: {_plural(read, 'user')} read; {counts['chunked']} in "
+            f"dry run: {read_text}; {counts['chunked']} in "
             f"{_plural(counts['chunks'], 'file')}, {rejected} rejected{report_note}; "
             "nothing was sent"
         )
         return line, rejected
     totals = stats.totals
     line = (
-        f"{_plural(read, 'user')} read, {stats.users} sent in {_plural(stats.jobs, 'job')}: "
+        f"{read_text}, {stats.users} sent in {_plural(stats.jobs, 'job')}: "
         f"{totals['inserted']} inserted, {totals['updated']} updated, {totals['failed']} failed"
     )
     if stats.lost:
@@ -156,6 +161,14 @@ def _plural(count: int, noun: str) -> str:
     help="Check and chunk the users and write the --out files, sending nothing; needs no "
     "credentials.",
 )
+@click.option(
+    "--start-at",
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Send chunks from number N on: with the same input and --max-bytes, the chunks are the "
+    "same, so this resumes a run that stopped (its error names N).",
+)
 @click.option("--quiet", is_flag=True, help="No job log or notices on stderr; only the summary.")
 def command(
     files: tuple[str, ...],
@@ -168,6 +181,7 @@ def command(
     max_bytes: int,
     pattern: OutputPattern | None,
     dry_run: bool,
+    start_at: int,
     quiet: bool,
     on_error: str,
 ) -> Stage:
@@ -199,7 +213,7 @@ def command(
     client = None if dry_run else open_client(NAME, tenant, quiet=quiet)
     handle = SideFile(report, "--report") if report else None
     prefix = external_prefix or time.strftime("ndpipe-%Y%m%dT%H%M%SZ", time.gmtime())
-    counts = {"read": 0, "rejected": 0, "chunks": 0, "chunked": 0}
+    counts = {"read": 0, "rejected": 0, "chunks": 0, "chunked": 0, "skipped": 0}
     outcome: dict[str, Any] = {}
 
     def note(message: str) -> None:
@@ -231,6 +245,9 @@ def command(
             for chunk in chunk_users(
                 counted(), on_invalid=invalid, encode=encode, max_bytes=max_bytes
             ):
+                if chunk.number < start_at:
+                    counts["skipped"] += chunk.count
+                    continue
                 counts["chunks"] += 1
                 counts["chunked"] += chunk.count
                 if pattern is not None:
