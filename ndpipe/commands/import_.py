@@ -72,7 +72,7 @@ def summary(
 ) -> tuple[str, int]:
     """The closing line on stderr, and how many users did not make it (None stats: dry run)."""
     read, rejected = counts["read"], counts["rejected"]
-    report_note = f" (in {report})" if report else ""
+    report_note = f" (in {report})" if report and (rejected or stats) else ""
     if counts["skipped"]:
         skipped = counts["skipped"]
         read_text = f"{_plural(read, 'user')} read ({skipped} in chunks before --start-at)"
