@@ -52,6 +52,11 @@ def warn(command: str, message: str) -> None:
     sys.stderr.flush()
 
 
+def plural(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 user`, `2 users`: a count with its noun, for messages (`plural` if not noun + s)."""
+    return f"{count} {noun if count == 1 else (plural or noun + 's')}"
+
+
 def _named(records: Records, name: str) -> Records:
     """Tag errors raised by (or below) this stage with the stage's name, for the message prefix."""
     try:

@@ -16,6 +16,7 @@ from ndpipe.auth0.client import JOB_FAILED, Auth0Client
 from ndpipe.errors import NdpipeError, RemoteError
 from ndpipe.io import Record
 from ndpipe.ops.import_users import Chunk, report_entry
+from ndpipe.pipeline import plural
 
 ACTIVE_JOBS = 2  # per tenant (AUTH0.md §2.2)
 SUMMARY_KEYS = ("inserted", "updated", "failed", "total")
@@ -119,7 +120,7 @@ class Importer:
         self.stats.jobs += 1
         self.stats.users += chunk.count
         self.active.append(Running(chunk, job["id"], external_id, self.client.now()))
-        self.notify(f"job {job['id']} ({external_id}, {_users(chunk.count)}): submitted")
+        self.notify(f"job {job['id']} ({external_id}, {plural(chunk.count, 'user')}): submitted")
 
     def _wait_for_one(self) -> None:
         """Read the active jobs until one has ended, and settle it."""
@@ -147,7 +148,7 @@ class Importer:
             self._lose(running.chunk, "JOB_FAILED", f"import job {job.get('status')}: {details}",
                        job=running.job_id)  # fmt: skip
             self.notify(f"{label} {job.get('status')}: {details}; its "
-                        f"{_users(running.chunk.count)} are in the report")  # fmt: skip
+                        f"{plural(running.chunk.count, 'user')} are in the report")  # fmt: skip
             return
         summary = _object(job.get("summary"))
         for key in SUMMARY_KEYS:
@@ -178,7 +179,3 @@ class Importer:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _users(count: int) -> str:
-    return f"{count} user" if count == 1 else f"{count} users"

@@ -12,7 +12,7 @@ from ndpipe.csvio import CSV_STYLES, read_csv
 from ndpipe.errors import Refused, RemoteError, UsageError
 from ndpipe.io import ErrorPolicy, Position, Records, read_records, read_stream
 from ndpipe.ops.select import auth0_fields, load_fields_file
-from ndpipe.pipeline import Stage, warn
+from ndpipe.pipeline import Stage, plural, warn
 
 if TYPE_CHECKING:
     from ndpipe.auth0.client import Auth0Client
@@ -118,8 +118,7 @@ class ExportJob:
             finally:
                 stream.close()
             if not self.quiet:
-                noun = "user" if self.count == 1 else "users"
-                warn(NAME, f"export job {job_id}: {self.count} {noun}")
+                warn(NAME, f"export job {job_id}: {plural(self.count, 'user')}")
         finally:
             self.client.close()
 

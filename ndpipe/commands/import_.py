@@ -10,11 +10,17 @@ import click
 from ndpipe.auth0.schema import Problem
 from ndpipe.commands import usage, verb
 from ndpipe.commands.tenant import Tenant, open_client, tenant_options
-from ndpipe.errors import EXIT_DATA
+from ndpipe.errors import EXIT_DATA, DataError
 from ndpipe.io import Encoder, ErrorPolicy, Position, Record, Records, SideFile, read_records
 from ndpipe.ops.import_users import Chunk, chunk_users, report_entry
-from ndpipe.ops.to_json_array import AUTH0_MAX_BYTES, FRAME, OutputPattern, parse_size
-from ndpipe.pipeline import Stage, warn
+from ndpipe.ops.to_json_array import (
+    AUTH0_MAX_BYTES,
+    FRAME,
+    PARTIAL_SUFFIX,
+    OutputPattern,
+    parse_size,
+)
+from ndpipe.pipeline import Stage, plural, warn
 
 if TYPE_CHECKING:
     from ndpipe.auth0.importer import ImportStats
@@ -42,16 +48,17 @@ def _pattern(text: str | None) -> OutputPattern | None:
 
 
 def write_chunk(path: str, chunk: Chunk) -> None:
-    """A chunk's JSON array to PATH, written under PATH.part and renamed when complete."""
+    """A chunk's JSON array to PATH, written under PATH.part and renamed when complete, as
+    to-json-array writes its files."""
     directory = os.path.dirname(path)
     try:
         if directory:
             os.makedirs(directory, exist_ok=True)
-        with open(path + ".part", "wb") as handle:
+        with open(path + PARTIAL_SUFFIX, "wb") as handle:
             handle.write(chunk.array())
-        os.replace(path + ".part", path)
+        os.replace(path + PARTIAL_SUFFIX, path)
     except OSError as error:
-        raise click.FileError(path, error.strerror) from None
+        raise DataError(f"cannot write {path}: {error.strerror}") from None
 
 
 def describe(entry: Record) -> str:
@@ -72,22 +79,22 @@ def summary(
 ) -> tuple[str, int]:
     """The closing line on stderr, and how many users did not make it (None stats: dry run)."""
     read, rejected = counts["read"], counts["rejected"]
-    report_note = f" (in {report})" if report and (rejected or stats) else ""
+    report_note = f" (in {report})" if report else ""
     if counts["skipped"]:
         skipped = counts["skipped"]
-        read_text = f"{_plural(read, 'user')} read ({skipped} in chunks before --start-at)"
+        read_text = f"{plural(read, 'user')} read ({skipped} in chunks before --start-at)"
     else:
-        read_text = f"{_plural(read, 'user')} read"
+        read_text = f"{plural(read, 'user')} read"
     if stats is None:
+        rejects = f"{rejected} rejected{report_note if rejected else ''}"
         line = (
             f"dry run: {read_text}; {counts['chunked']} in "
-            f"{_plural(counts['chunks'], 'file')}, {rejected} rejected{report_note}; "
-            "nothing was sent"
+            f"{plural(counts['chunks'], 'file')}, {rejects}; nothing was sent"
         )
         return line, rejected
     totals = stats.totals
     line = (
-        f"{read_text}, {stats.users} sent in {_plural(stats.jobs, 'job')}: "
+        f"{read_text}, {stats.users} sent in {plural(stats.jobs, 'job')}: "
         f"{totals['inserted']} inserted, {totals['updated']} updated, {totals['failed']} failed"
     )
     if stats.lost:
@@ -95,12 +102,8 @@ def summary(
     line += f"; {rejected} rejected before sending"
     failed = totals["failed"] + stats.lost + rejected
     if failed:
-        line += f"; {_plural(failed, 'user')} to fix{report_note}"
+        line += f"; {plural(failed, 'user')} to fix{report_note}"
     return line, failed
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @verb(NAME)
@@ -254,7 +257,7 @@ def command(
                     path = pattern.path(chunk.number)
                     write_chunk(path, chunk)
                     if dry_run:
-                        note(f"wrote {path}: {_plural(chunk.count, 'user')}, "
+                        note(f"wrote {path}: {plural(chunk.count, 'user')}, "
                              f"{len(chunk.array())} bytes")  # fmt: skip
                 yield chunk
 

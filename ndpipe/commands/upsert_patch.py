@@ -19,7 +19,7 @@ from ndpipe.ops.upsert_patch import (
     parse_unset,
     upsert_patch,
 )
-from ndpipe.pipeline import Stage, warn
+from ndpipe.pipeline import Stage, plural, warn
 
 NAME = "upsert-patch"
 
@@ -28,25 +28,21 @@ def _each(parse: Callable[[str], PathEdit]) -> Callable[..., Any]:
     return usage(lambda texts: [parse(text) for text in texts])
 
 
-def _plural(count: int, noun: str, plural: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else (plural or noun + 's')}"
-
-
 def summary(stats: UpsertStats, patched: bool, keep_all: bool, unmatched: str | None) -> list[str]:
     """The lines upsert-patch prints on stderr at the end."""
     left = "written" if keep_all else "left out (--all writes them)"
     line = (
-        f"{_plural(stats.read, 'user')} read: {stats.changed} changed, "
+        f"{plural(stats.read, 'user')} read: {stats.changed} changed, "
         f"{stats.unchanged} unchanged, {left}"
     )
     if stats.without_email:
         line += f", {stats.without_email} without an email (left out)"
-    lines = [line + f"; {_plural(stats.written, 'record')} written"]
+    lines = [line + f"; {plural(stats.written, 'record')} written"]
     if patched:
         line = (
-            f"{_plural(stats.patches, 'patch', 'patches')} for "
-            f"{_plural(stats.patch_emails, 'email')}: {stats.matched_patches} applied to "
-            f"{_plural(stats.patched_users, 'user')}"
+            f"{plural(stats.patches, 'patch', 'patches')} for "
+            f"{plural(stats.patch_emails, 'email')}: {stats.matched_patches} applied to "
+            f"{plural(stats.patched_users, 'user')}"
         )
         if stats.unmatched_patches:
             where = f", written to {unmatched}" if unmatched else " (--unmatched FILE lists them)"
@@ -57,7 +53,7 @@ def summary(stats: UpsertStats, patched: bool, keep_all: bool, unmatched: str | 
             continue  # some users have it, so the export has it: the others have none
         lines.append(
             f"warning: no input user had {name}, so the edits to it for "
-            f"{_plural(count, 'written user')} started from {{}}. If the export did not "
+            f"{plural(count, 'written user')} started from {{}}. If the export did not "
             f"include {name}, do not import this output: it would replace their {name}. "
             f"Export {name} too and run again"
         )
@@ -76,7 +72,7 @@ def summary(stats: UpsertStats, patched: bool, keep_all: bool, unmatched: str | 
     if stats.left_out:
         reasons = ", ".join(f"{count} {reason}" for reason, count in stats.left_out.items())
         total = sum(stats.left_out.values())
-        lines.append(f"{_plural(total, 'user')} left out, exit status 1 ({reasons}):")
+        lines.append(f"{plural(total, 'user')} left out, exit status 1 ({reasons}):")
         lines.extend(f"  {example}" for example in stats.examples)
         if total > len(stats.examples):
             lines.append(f"  ... and {total - len(stats.examples)} more")
