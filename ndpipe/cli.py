@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
 import keyword
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 import click
 
-from ndpipe import __version__
-from ndpipe.errors import EXIT_INTERRUPTED, EXIT_USAGE, NdpipeError
-from ndpipe.pipeline import Stage, run
+from ndpipe import __version__, output
+from ndpipe.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    NdpipeError,
+    OutputError,
+    Terminated,
+    redact,
+)
+from ndpipe.pipeline import Stage, check_files, run
+
+# Records nest at most 1,024 levels deep (orjson's limit when reading).
+RECURSION_LIMIT = 10_000
 
 # Every verb, in the order `ndpipe --help` lists them; each is a module ndpipe/commands/<verb>.py
 # (import_.py for import, a Python keyword) that defines `command`.
@@ -119,35 +133,84 @@ def _quiet_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
+    except (OSError, AttributeError, ValueError):
         pass
+
+
+def _terminate(signal_number: int, frame: object) -> None:
+    raise Terminated(signal_number)
+
+
+def _say(text: str) -> None:
+    """A message on stderr, with every registered secret hidden."""
+    try:
+        sys.stderr.write(redact(text) + "\n")
+        sys.stderr.flush()
+    except (OSError, AttributeError, ValueError):
+        pass  # no stderr to tell: the exit code still says it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     name = args[0] if args else ""
+    # Records may nest up to 1,024 levels (the most orjson reads); recursive code walking them
+    # needs a few frames per level.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    for signal_number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signal_number, _terminate)
     try:
         parsed = parse_stages(args)
         if isinstance(parsed, int):
             return parsed
+        check_files(parsed)
         return run(parsed, sys.stdout.buffer)
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:
-        error.show()
+        shown = io.StringIO()
+        error.show(file=shown)
+        _say(shown.getvalue().rstrip("\n"))
         return error.exit_code
     except click.Abort:
         return EXIT_INTERRUPTED
     except NdpipeError as error:
-        sys.stdout.flush()
-        click.echo(f"{_error_prefix(error, name)}: {error}", err=True)
+        output.abort_all()
+        if isinstance(error, OutputError) and "stdout" in error.message:
+            _quiet_stdout()
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+        _say(f"{_error_prefix(error, name)}: {error}")
         return error.exit_code
     except BrokenPipeError:
         # A closed downstream (`| head -1`) is a normal way for a pipeline to end.
         _quiet_stdout()
+        try:
+            output.commit_all()
+        except OutputError as error:
+            _say(f"{_error_prefix(error, name)}: {error}")
+            return error.exit_code
         return 0
     except KeyboardInterrupt:
+        output.abort_all()
+        _quiet_stdout()
         return EXIT_INTERRUPTED
+    except Terminated as stop:
+        output.abort_all()
+        _quiet_stdout()
+        return stop.exit_code
+    except Exception as error:  # a bug: say so in one line, never a traceback
+        output.abort_all()
+        if os.environ.get("NDPIPE_DEBUG"):
+            raise
+        _say(
+            f"ndpipe {name}: internal error: {type(error).__name__}: {error} "
+            "(this is a bug in ndpipe; run again with NDPIPE_DEBUG=1 for the details "
+            "and report it)"
+        )
+        return EXIT_INTERNAL
+    finally:
+        output.abort_all()
 
 
 def entry() -> None:

@@ -3,12 +3,16 @@
 Exit codes (documented in the README):
 
     0  success
-    1  bad input data, a record that could not be processed, or Auth0 said no: credentials
-       refused, a job failed or expired, users rejected
-    2  usage: a bad option, field spec or expression (nothing was read)
+    1  bad input data, a record that could not be processed, an output that could not be
+       written (full disk), or Auth0 said no: credentials refused, a job failed or expired,
+       users rejected
+    2  usage: a bad option, field spec or expression, or an output that is an input (nothing
+       was read or written)
     3  Auth0 or the network could not be reached or kept failing: retries exhausted, a broken
        download (running the command again may work)
-  130  interrupted (Ctrl-C)
+   70  an internal error: a bug in ndpipe (the message says how to report it)
+  130  interrupted (Ctrl-C, SIGINT)
+  143  terminated (SIGTERM, as `timeout` and service managers send); 129 for SIGHUP
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_REMOTE = 3
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
@@ -63,6 +68,23 @@ class RecordError(DataError):
     """
 
 
+class OutputError(NdpipeError):
+    """A file (or stdout) that could not be written: a full disk, a missing permission.
+
+    Not a DataError: the input is not to blame, so no input position is added.
+    """
+
+    exit_code = EXIT_DATA
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C (removing partial files), exit 128 + N."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.exit_code = 128 + signal_number
+
+
 class RemoteError(NdpipeError):
     """Auth0 or the network kept failing: connection errors, 5xx or 429 past the retries."""
 
@@ -76,3 +98,31 @@ class Refused(RemoteError):
     """
 
     exit_code = EXIT_DATA
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+# Every credential ndpipe is given or obtains (client secrets, tokens) is registered here as soon
+# as it is known, and every message ndpipe prints passes through `redact`, so no exception text
+# (ours or a library's, which may quote a header or a URL) can show one.
+_SECRETS: set[str] = set()
+# Shorter values are not secrets worth hiding, and replacing them would mangle messages.
+MIN_SECRET_LENGTH = 6
+REDACTED = "[redacted]"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a credential so that `redact` hides it (and its stripped form) everywhere."""
+    if not value:
+        return
+    for form in (value, value.strip()):
+        if len(form) >= MIN_SECRET_LENGTH:
+            _SECRETS.add(form)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced, longest first."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import orjson
 
-from ndpipe.errors import DataError, UsageError
+from ndpipe import codec
+from ndpipe.errors import DataError, OutputError, RecordError, UsageError
+from ndpipe.output import AtomicFile
 
 Record = dict[str, Any]
 Records = Iterator[Record]
@@ -24,6 +28,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 # How far ahead the sniffer looks for the first meaningful byte (past whitespace and a BOM).
 SNIFF_BYTES = 64 * 1024
+# Input is read in blocks of about this size (whole lines for NDJSON).
+READ_BLOCK_BYTES = 64 * 1024
 # Output is gathered into batches of about this size before each write.
 WRITE_BATCH_BYTES = 256 * 1024
 # At most this many skipped line numbers are listed in the summary; the count is always exact.
@@ -55,36 +61,95 @@ class Position:
 
 
 class ErrorPolicy:
-    """What to do with a bad input line: fail at once (default), or skip it and report it later."""
+    """What to do with a bad input line, or a record an op cannot process: fail at once
+    (default), or skip it and report it at the end (--on-error skip)."""
 
-    def __init__(self, on_error: str = "fail") -> None:
+    def __init__(self, on_error: str = "fail", position: Position | None = None) -> None:
         self.skip = on_error == "skip"
+        self.position = position
         self.skipped = 0
+        self.failed = 0
         self.skipped_at: list[str] = []
 
     def bad_line(self, error: DataError) -> None:
+        """Input that cannot be read as a record: raise it, or count it when skipping."""
         if not self.skip:
             raise error
         self.skipped += 1
         if len(self.skipped_at) < LISTED_SKIPS:
             self.skipped_at.append(error.where or "?")
 
+    def bad_record(self, error: DataError) -> None:
+        """A record an op cannot process (an expression fails on it): raise it, or count it
+        when skipping. It is the record the reader yielded last, so that is its position."""
+        if error.where is None and self.position is not None and self.position.number:
+            error.where = str(self.position)
+        if not self.skip:
+            raise error
+        self.failed += 1
+        if len(self.skipped_at) < LISTED_SKIPS:
+            self.skipped_at.append(error.where or "?")
+
     def summary(self) -> str | None:
-        if not self.skipped:
+        if not self.skipped and not self.failed:
             return None
         listed = ", ".join(self.skipped_at)
-        more = ", ..." if self.skipped > len(self.skipped_at) else ""
-        noun = "line" if self.skipped == 1 else "lines"
-        return f"skipped {self.skipped} bad {noun} ({listed}{more})"
+        more = ", ..." if self.skipped + self.failed > len(self.skipped_at) else ""
+        parts = []
+        if self.skipped:
+            parts.append(f"{self.skipped} bad {'line' if self.skipped == 1 else 'lines'}")
+        if self.failed:
+            noun = "record" if self.failed == 1 else "records"
+            parts.append(f"{self.failed} {noun} that could not be processed")
+        return f"skipped {' and '.join(parts)} ({listed}{more})"
+
+
+def skipping(
+    records: Iterable[Record],
+    policy: ErrorPolicy | None,
+    run: Callable[[Iterator[Record]], Records],
+) -> Records:
+    """`run(stream)` over the records, where a RecordError it raises goes to the policy.
+
+    Without a policy, or when not skipping, the error stops the run. When skipping, it is
+    counted and `run` starts again on the rest of the stream, so ops keep their fast loops
+    (a try around the whole loop) and still skip one bad record. Errors from upstream stages
+    carry their stage's name (see pipeline._named) and pass through untouched.
+    """
+    stream = iter(records)
+    while True:
+        try:
+            yield from run(stream)
+            return
+        except RecordError as error:
+            if policy is None or getattr(error, "command", None) is not None:
+                raise
+            policy.bad_record(error)
 
 
 # --- opening and sniffing -------------------------------------------------------------------
+
+# Magic bytes of inputs ndpipe does not read, so they are named instead of misread.
+_NOT_READ = (
+    (b"BZh", "bzip2-compressed: decompress it first (bunzip2 -c FILE)"),
+    (b"\xfd7zXZ\x00", "xz-compressed: decompress it first (xz -dc FILE)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it first (zstd -dc FILE)"),
+    (b"PK\x03\x04", "a zip archive: extract the file from it first (unzip -p FILE)"),
+    (b"\xff\xfe\x00\x00", "UTF-32: convert it to UTF-8 first (iconv -f UTF-32 -t UTF-8)"),
+    (b"\x00\x00\xfe\xff", "UTF-32: convert it to UTF-8 first (iconv -f UTF-32 -t UTF-8)"),
+    (b"\xff\xfe", "UTF-16: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)"),
+    (b"\xfe\xff", "UTF-16: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)"),
+)
+_JSON_WHITE_SPACE = b" \t\r\n"
 
 
 def open_input(path: str) -> tuple[BinaryIO, str]:
     """Open a path ('-' is stdin) for binary reading; the name is what error messages show."""
     if path == "-":
-        return sys.stdin.buffer, "stdin"
+        stdin = sys.stdin
+        if stdin is None:  # started with stdin closed (`<&-`)
+            raise UsageError("stdin is closed: give the input on stdin or as a file")
+        return stdin.buffer, "stdin"
     try:
         return open(path, "rb"), path
     except OSError as error:
@@ -97,31 +162,106 @@ def _peekable(stream: BinaryIO) -> io.BufferedReader:
     return io.BufferedReader(stream, buffer_size=SNIFF_BYTES)  # type: ignore[arg-type]
 
 
-def sniff(stream: BinaryIO) -> tuple[io.BufferedReader, str]:
+def read_failure(error: BaseException, name: str) -> DataError:
+    """A DataError for a failure to read the input itself: damaged gzip, an I/O error."""
+    if isinstance(error, EOFError):
+        reason = "the gzip data is truncated (the file ends before its end marker)"
+    elif isinstance(error, zlib.error):
+        reason = f"the gzip data is damaged ({error})"
+    elif isinstance(error, gzip.BadGzipFile):
+        reason = f"the gzip data is damaged ({error})"
+        if "Not a gzipped file" in str(error):
+            reason = "the gzip data is followed by bytes that are not gzip (trailing garbage)"
+    elif isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = str(error) or type(error).__name__
+    return DataError(f"cannot read {name}: {reason}")
+
+
+def _peek(buffered: io.BufferedReader, name: str) -> bytes:
+    try:
+        return buffered.peek(SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error) as error:
+        raise read_failure(error, name) from None
+
+
+def _not_read(head: bytes) -> str | None:
+    """Why input starting with `head` is not something ndpipe reads, or None."""
+    for magic, what in _NOT_READ:
+        if head.startswith(magic):
+            return what
+    if head.startswith(GZIP_MAGIC):
+        return "gzip inside gzip: decompress it once first (gunzip -c FILE)"
+    if b"\x00" in head[:4096]:
+        return (
+            "binary, or UTF-16 without a byte order mark (it has NUL bytes): "
+            "if it is UTF-16, convert it first (iconv -f UTF-16LE -t UTF-8)"
+        )
+    return None
+
+
+class Sniffed:
+    """An input stream positioned at its first meaningful byte, with the format it holds.
+
+    `kind` is 'array' (first byte '['), 'ndjson' (first byte '{', or a first line that is some
+    other JSON value, such as `5` or `null`: an error then names it), 'empty' or 'other' (the
+    caller decides: CSV, or an error). `lines_skipped` counts the blank lines consumed before
+    it, so that line numbers stay those of the file.
+    """
+
+    __slots__ = ("kind", "lines_skipped", "stream")
+
+    def __init__(self, stream: io.BufferedReader, kind: str, lines_skipped: int) -> None:
+        self.stream = stream
+        self.kind = kind
+        self.lines_skipped = lines_skipped
+
+
+def sniff(stream: BinaryIO, name: str = "input") -> Sniffed:
     """Decompress gzip if its magic bytes say so, drop a UTF-8 BOM, and name the format.
 
-    The format is 'array' when the first non-space byte is '[', 'ndjson' when it is '{',
-    'empty' for no content, and 'other' otherwise (the caller decides: CSV, or an error).
-    File names and extensions are never trusted.
+    File names and extensions are never trusted. Compressions and encodings that ndpipe does
+    not read are named in a DataError rather than read as something else.
     """
     buffered = _peekable(stream)
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
+    if _peek(buffered, name)[:2] == GZIP_MAGIC:
         buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered, mode="rb"), SNIFF_BYTES)
-    try:
-        head = buffered.peek(SNIFF_BYTES)
-    except (OSError, EOFError) as error:
-        raise DataError(f"cannot read input: {error}") from None
+    head = _peek(buffered, name)
     if head.startswith(UTF8_BOM):
         buffered.read(len(UTF8_BOM))
-        head = head[len(UTF8_BOM) :]
-    first = head.lstrip()[:1]
+        head = _peek(buffered, name)
+    reason = _not_read(head)
+    if reason:
+        raise DataError(f"cannot read {name}: it is {reason}")
+    lines_skipped = 0
+    # White space longer than one peek: consume it (blank lines only) until content shows.
+    while head and not head.lstrip(_JSON_WHITE_SPACE) and len(head) >= SNIFF_BYTES:
+        lines_skipped += head.count(b"\n")
+        buffered.read(len(head))
+        head = _peek(buffered, name)
+    first = head.lstrip(_JSON_WHITE_SPACE)[:1]
     if not first:
-        return buffered, "empty"
+        return Sniffed(buffered, "empty", lines_skipped)
     if first == b"[":
-        return buffered, "array"
-    if first == b"{":
-        return buffered, "ndjson"
-    return buffered, "other"
+        return Sniffed(buffered, "array", lines_skipped)
+    if first == b"{" or _first_line_is_json(head):
+        return Sniffed(buffered, "ndjson", lines_skipped)
+    return Sniffed(buffered, "other", lines_skipped)
+
+
+def _first_line_is_json(head: bytes) -> bool:
+    """Whether the first non-blank line is a JSON value (`5`, `null`, `"text"`): then the input
+    is NDJSON with a bad first record, not CSV."""
+    content = head.lstrip(_JSON_WHITE_SPACE)
+    end = content.find(b"\n")
+    if end < 0:
+        end = len(content)
+    try:
+        orjson.loads(content[:end])
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -155,60 +295,289 @@ def _excerpt(line: bytes, column: int | None) -> str:
     return f"\n  {prefix}{shown}{suffix}{caret}"
 
 
-def read_ndjson(stream: Iterable[bytes], position: Position, policy: ErrorPolicy) -> Records:
-    """One JSON object per line; blank lines are skipped; CRLF is fine (JSON whitespace)."""
-    loads = orjson.loads
-    for number, line in enumerate(stream, 1):
-        try:
-            record = loads(line)
-        except orjson.JSONDecodeError as error:
-            if not line.strip():
-                continue
-            message = error.msg if hasattr(error, "msg") else str(error)
-            policy.bad_line(
-                DataError(
-                    f"invalid JSON: {message}{_excerpt(line, error.pos)}",
-                    where=f"{position.name}:{number}",
-                )
-            )
-            continue
-        if type(record) is not dict:
-            policy.bad_line(
-                DataError(
-                    f"expected a JSON object, got {_describe(record)}{_excerpt(line, None)}",
-                    where=f"{position.name}:{number}",
-                )
-            )
-            continue
-        position.number = number
-        position.record = record
-        position.raw = line
-        yield record
-
-
-def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
-    """Items of a top-level JSON array, one at a time (ijson's C backend): never the whole array."""
-    import ijson  # imported here: NDJSON-only runs do not pay for it
-
-    position.unit = "record"
-    number = 0
+def _undecodable(data: bytes) -> DataError | None:
+    """A DataError naming the first byte of `data` that is not UTF-8, or None if all are."""
     try:
-        for number, item in enumerate(ijson.items(stream, "item", use_float=True), 1):
-            if type(item) is not dict:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        column = len(data[: error.start].decode("utf-8", "replace"))
+        byte = data[error.start]
+        return DataError(
+            f"invalid UTF-8: byte 0x{byte:02x} at column {column + 1} is not UTF-8 (the input "
+            "may be in another encoding, such as Windows-1252: convert it first, e.g. "
+            f"iconv -f WINDOWS-1252 -t UTF-8){_excerpt(data, column)}"
+        )
+    return None
+
+
+def decode_error(data: bytes, error: ValueError) -> DataError:
+    """The DataError for JSON text that does not decode: named, with the spot shown."""
+    bad_bytes = _undecodable(data)
+    if bad_bytes is not None:
+        return bad_bytes
+    message = getattr(error, "msg", None) or str(error)
+    position = getattr(error, "pos", None)
+    if "infinity" in message:
+        message = (
+            "a number beyond the range JSON numbers can be carried in (about 1.8e308; "
+            "an integer of more than 308 digits)"
+        )
+    return DataError(f"invalid JSON: {message}{_excerpt(data, position)}")
+
+
+def _decode_exact(data: bytes) -> Any:
+    """`data` through the exact path (see ndpipe.codec), with its errors as DataErrors."""
+    try:
+        return codec.loads_exact(data)
+    except (orjson.JSONDecodeError, codec.NumberError) as error:
+        raise decode_error(data, error) from None
+
+
+def _blocks(stream: BinaryIO, name: str) -> Iterator[bytes]:
+    """The stream in blocks of whole lines (the last may lack its line end).
+
+    A line longer than a block is gathered whole, so memory is a block or the longest line.
+    Failures to read (damaged gzip, I/O errors) become DataErrors naming the input.
+    """
+    read = stream.read
+    pending: list[bytes] = []
+    while True:
+        try:
+            chunk = read(READ_BLOCK_BYTES)
+        except (OSError, EOFError, zlib.error) as error:
+            raise read_failure(error, name) from None
+        if not chunk:
+            if pending:
+                yield b"".join(pending)
+            return
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk[:end])
+            yield b"".join(pending)
+            pending = []
+        else:
+            yield chunk[:end] if end < len(chunk) else chunk
+        if end < len(chunk):
+            pending.append(chunk[end:])
+
+
+def read_ndjson(
+    stream: BinaryIO, position: Position, policy: ErrorPolicy, first_line: int = 1
+) -> Records:
+    """One JSON object per line; blank lines are skipped; CRLF is fine (JSON whitespace).
+
+    Numbers are exact (see ndpipe.codec): the block is searched once for long number tokens,
+    and only lines holding one take the slow path.
+    """
+    loads = orjson.loads
+    JSONDecodeError = orjson.JSONDecodeError
+    name = position.name
+    number = first_line - 1
+    for block in _blocks(stream, name):
+        lines = block.split(b"\n")
+        if not lines[-1]:
+            lines.pop()
+        exact: set[int] = set()
+        for offset in codec.long_numbers(block):
+            exact.add(number + 1 + block.count(b"\n", 0, offset))
+        for line in lines:
+            number += 1
+            try:
+                record = _decode_exact(line) if exact and number in exact else loads(line)
+            except (JSONDecodeError, DataError) as error:
+                if not line.strip(_JSON_WHITE_SPACE):
+                    continue
+                bad = error if isinstance(error, DataError) else decode_error(line, error)
+                bad.where = f"{name}:{number}"
+                policy.bad_line(bad)
+                continue
+            if type(record) is not dict:
                 policy.bad_line(
                     DataError(
-                        f"expected a JSON object, got {_describe(item)}",
-                        where=f"{position.name}: record {number}",
+                        f"expected a JSON object, got {_describe(record)}{_excerpt(line, None)}",
+                        where=f"{name}:{number}",
                     )
                 )
                 continue
             position.number = number
-            yield item
-    except ijson.JSONError as error:
-        # A JSON array cannot be resynchronised after a syntax error, so this always fails.
-        raise DataError(
-            f"invalid JSON array after record {number}: {error}", where=position.name
-        ) from None
+            position.record = record
+            position.raw = line
+            yield record
+
+
+class _ArrayScanner:
+    """Finds the items of a top-level JSON array in a byte stream without decoding them.
+
+    Each item's bytes are then decoded by the same decoder as an NDJSON line, so both readers
+    accept, refuse and carry numbers alike. An item is found the fast way when it is alone on
+    its line (as to-json-array writes arrays), else by counting brackets outside strings.
+    """
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.buffer = b""
+        self.at = 0
+        self.ended = False
+        self.line_mode = True
+
+    def more(self, keep: int) -> int:
+        """Read more input, dropping the bytes before `keep`; returns how far indexes moved."""
+        if self.ended:
+            return -1
+        try:
+            chunk = self.stream.read(READ_BLOCK_BYTES)
+        except (OSError, EOFError, zlib.error) as error:
+            raise read_failure(error, self.name) from None
+        if not chunk:
+            self.ended = True
+            return -1
+        self.buffer = self.buffer[keep:] + chunk
+        self.at -= keep
+        return keep
+
+    def next_byte(self) -> int:
+        """The next byte that is not JSON white space (without consuming it), or -1 at the end."""
+        while True:
+            match = _WHITE_SPACE_RUN.match(self.buffer, self.at)
+            self.at = match.end() if match else self.at
+            if self.at < len(self.buffer):
+                return self.buffer[self.at]
+            if self.more(self.at) < 0:
+                return -1
+
+    def item(self) -> bytes:
+        """The bytes of the value that starts at the current position; moves past it."""
+        first = self.buffer[self.at]
+        if first in b"{[" and self.line_mode:
+            found = self._alone_on_line()
+            if found is not None:
+                return found
+        if first in b"{[":
+            return self._bracketed()
+        pattern = _STRING if first == 34 else _SCALAR
+        while True:
+            match = pattern.match(self.buffer, self.at)
+            end = match.end() if match else self.at
+            if end < len(self.buffer) or self.more(self.at) < 0:
+                break
+        item, self.at = self.buffer[self.at : max(end, self.at + 1)], max(end, self.at + 1)
+        return item
+
+    def _alone_on_line(self) -> bytes | None:
+        start = self.at
+        line_end = self.buffer.find(b"\n", start)
+        if line_end < 0:
+            return None
+        end = line_end
+        while end > start and self.buffer[end - 1] in _JSON_WHITE_SPACE:
+            end -= 1
+        if end > start and self.buffer[end - 1] in b",]":
+            end -= 1
+        candidate = self.buffer[start:end]
+        try:
+            orjson.loads(candidate)
+        except orjson.JSONDecodeError:
+            self.line_mode = False
+            return None
+        # A complete value that fills the line up to a separator: values end where they end,
+        # so this is the item (the separator is read next).
+        self.at = end
+        return candidate
+
+    def _bracketed(self) -> bytes:
+        start = self.at
+        depth = 0
+        scan = start
+        while True:
+            match = _UP_TO_BRACKET.match(self.buffer, scan)
+            end = match.end() if match else scan
+            if end >= len(self.buffer) or self.buffer[end] == 34:  # need more, or a cut string
+                moved = self.more(start)
+                if moved < 0:
+                    raise DataError("the input ends inside an item")
+                start -= moved
+                scan -= moved
+                continue
+            byte = self.buffer[end]
+            depth += 1 if byte in b"{[" else -1
+            scan = end + 1
+            if depth == 0:
+                self.at = scan
+                return self.buffer[start:scan]
+
+
+# JSON white space, a string (quote to quote, escapes skipped), a scalar (up to a separator),
+# and everything up to the next bracket that is not inside a string.
+_WHITE_SPACE_RUN = re.compile(rb"[ \t\r\n]+")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SCALAR = re.compile(rb"[^,\]\s]+")
+_UP_TO_BRACKET = re.compile(rb'[^"{}\[\]]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]]*)*', re.DOTALL)
+
+
+def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
+    """Items of a top-level JSON array, one at a time: never the whole array.
+
+    Each item is decoded as an NDJSON line is, so numbers are exact and bad text is refused
+    alike; an item that does not decode can be skipped with the skip policy, since its end is
+    known. A broken array (a missing comma or bracket) cannot be read past, so it always fails.
+    """
+    position.unit = "record"
+    name = position.name
+    scanner = _ArrayScanner(stream, name)
+    loads = orjson.loads
+    number = 0
+
+    def broken(reason: str) -> DataError:
+        return DataError(f"invalid JSON array after record {number}: {reason}", where=name)
+
+    if scanner.next_byte() != ord("["):
+        raise broken("it does not start with [")
+    scanner.at += 1
+    if scanner.next_byte() == ord("]"):
+        scanner.at += 1
+    else:
+        while True:
+            if scanner.next_byte() < 0:
+                raise broken("the input ends before the closing ]")
+            try:
+                raw = scanner.item()
+            except DataError as error:
+                raise broken(error.message) from None
+            number += 1
+            where = f"{name}: record {number}"
+            try:
+                record = _decode_exact(raw) if codec.long_numbers(raw) else loads(raw)
+            except (orjson.JSONDecodeError, DataError) as error:
+                bad = error if isinstance(error, DataError) else decode_error(raw, error)
+                bad.where = where
+                policy.bad_line(bad)
+                record = None
+            if record is not None and type(record) is not dict:
+                policy.bad_line(
+                    DataError(f"expected a JSON object, got {_describe(record)}", where=where)
+                )
+            elif record is not None:
+                position.number = number
+                position.record = record
+                # An item copied as read must be one line of NDJSON.
+                position.raw = raw if b"\n" not in raw and b"\r" not in raw else b""
+                yield record
+            separator = scanner.next_byte()
+            if separator == ord(","):
+                scanner.at += 1
+                continue
+            if separator == ord("]"):
+                scanner.at += 1
+                break
+            if separator < 0:
+                raise broken("the input ends before the closing ]")
+            raise broken(f"expected , or ] but found {chr(separator)!r}")
+    if scanner.next_byte() >= 0:
+        raise broken("more data follows the closing ]")
 
 
 Reader = Callable[[io.BufferedReader, Position, ErrorPolicy], Records]
@@ -236,17 +605,21 @@ def read_stream(
     position: Position | None = None,
     other: Reader | None = None,
 ) -> Records:
-    """Records from an open binary stream (a file, stdin, a download), as `read_records`."""
+    """Records from an open binary stream (a file, stdin, a download), as `read_records`.
+
+    A generator: nothing is read (not even the first bytes) until the first record is asked for.
+    """
     if position is None:
         position = Position(name)
     else:
         position.name = name
-    buffered, kind = sniff(stream)
-    if kind == "array":
-        return read_json_array(buffered, position, policy)
-    if kind == "other" and other is not None:
-        return other(buffered, position, policy)
-    return read_ndjson(buffered, position, policy)
+    sniffed = sniff(stream, name)
+    if sniffed.kind == "array":
+        yield from read_json_array(sniffed.stream, position, policy)
+    elif sniffed.kind == "other" and other is not None:
+        yield from other(sniffed.stream, position, policy)
+    else:
+        yield from read_ndjson(sniffed.stream, position, policy, sniffed.lines_skipped + 1)
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -256,14 +629,14 @@ Encoder = Callable[[Record], bytes]
 
 
 def _as_read(raw: bytes) -> bytes:
-    """An input line as compact output: without its line end and surrounding whitespace."""
-    return raw[:-1] if raw[:1] == b"{" and raw[-2:] == b"}\n" else raw.strip()
+    """An input line as compact output: without surrounding whitespace (or a CR)."""
+    return raw if raw[:1] == b"{" and raw[-1:] == b"}" else raw.strip(_JSON_WHITE_SPACE)
 
 
 def dump_json(record: Record) -> bytes:
-    """A record as compact JSON bytes; a value JSON cannot hold is a DataError."""
+    """A record as compact JSON bytes, numbers exact; a value JSON cannot hold is a DataError."""
     try:
-        return orjson.dumps(record)
+        return codec.dumps(record)
     except TypeError as error:
         raise DataError(f"cannot write record as JSON: {error}") from None
 
@@ -279,7 +652,9 @@ def encoder(unchanged: Position | None = None) -> Encoder:
         return dump_json
 
     def encode(record: Record) -> bytes:
-        return _as_read(unchanged.raw) if record is unchanged.record else dump_json(record)
+        if record is unchanged.record and unchanged.raw:
+            return _as_read(unchanged.raw)
+        return dump_json(record)
 
     return encode
 
@@ -300,59 +675,54 @@ def write_ndjson(
     count = 0
     try:
         for record in records:
-            if unchanged is not None and record is unchanged.record:
+            if unchanged is not None and record is unchanged.record and unchanged.raw:
                 raw = unchanged.raw
-                if raw[:1] == b"{" and raw[-2:] == b"}\n":
+                if raw[:1] == b"{" and raw[-1:] == b"}":
                     batch += raw
                 else:
-                    batch += raw.strip()
-                    batch += b"\n"
+                    batch += raw.strip(_JSON_WHITE_SPACE)
+                batch += b"\n"
             else:
                 try:
                     batch += dumps(record, option=option)
-                except TypeError as error:
-                    raise DataError(f"cannot write record as JSON: {error}") from None
+                except TypeError:
+                    batch += dump_json(record)  # the exact path, or a DataError
+                    batch += b"\n"
             count += 1
             if len(batch) >= WRITE_BATCH_BYTES:
                 out.write(batch)
                 batch.clear()
-    finally:
-        if batch:
+    except BaseException:
+        # The records before the failure still go out, unless the output itself failed.
+        try:
             out.write(batch)
-        out.flush()
+            out.flush()
+        except (OSError, OutputError):
+            pass
+        raise
+    out.write(batch)
+    out.flush()
     return count
 
 
 class SideFile:
     """A file for the records a command sets aside (--rejects, --dups, --unmatched), as NDJSON.
 
-    Opened when the command is built, so a bad path fails before any input is read; write
-    errors, such as a full disk, become DataErrors naming the option.
+    Opened when the stage starts (after the whole command line has been checked), written under
+    a temporary name and renamed into place when the run succeeds (see ndpipe.output).
     """
 
     def __init__(self, path: str, option: str) -> None:
         self.path = path
         self.option = option
-        try:
-            self.handle = open(path, "wb", buffering=WRITE_BATCH_BYTES)  # noqa: SIM115
-        except OSError as error:
-            raise UsageError(f"cannot write {option} {path}: {error.strerror}") from None
-
-    def _failed(self, error: OSError) -> DataError:
-        return DataError(f"cannot write {self.option} {self.path}: {error.strerror}")
+        self.file = AtomicFile(path, f"{option} {path}")
 
     def write(self, record: Record) -> None:
         try:
-            line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+            line = codec.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError as error:
             raise DataError(f"cannot write a record to {self.option} as JSON: {error}") from None
-        try:
-            self.handle.write(line)
-        except OSError as error:
-            raise self._failed(error) from None
+        self.file.write(line)
 
     def close(self) -> None:
-        try:
-            self.handle.close()
-        except OSError as error:
-            raise self._failed(error) from None
+        """Nothing to do: the run commits the file when it succeeds and removes it if not."""

@@ -14,12 +14,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from ndpipe.errors import EXIT_OK, NdpipeError, UsageError
+from ndpipe import output
+from ndpipe.errors import EXIT_OK, DataError, NdpipeError, UsageError
 from ndpipe.io import Encoder, ErrorPolicy, Position, Records, encoder, read_records, write_ndjson
 
-Transform = Callable[[Records], Records]
+# A transform is called as transform(records), or as transform(records, policy=policy) when its
+# stage says `takes_policy`: ops whose expressions can fail on one record hand the failure to the
+# policy, which raises it or (--on-error skip) counts it.
+Transform = Callable[..., Records]
 Source = Callable[[ErrorPolicy, Position], Records]
 # A sink gets the record stream, stdout, the encoder for untouched records (see
 # ndpipe.io.encoder) and the reader's position (where the record in hand came from).
@@ -44,6 +48,11 @@ class Stage:
     # The transform yields each record as it receives it, untouched and at once (filter, head,
     # dedupe), so its output can be the input lines as read, not encoded again.
     preserves: bool = False
+    takes_policy: bool = False
+    # Files the stage reads, and files it writes as (label, path): checked against each other
+    # once the whole command line is parsed, before anything is opened (see check_files).
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
 
 
 def warn(command: str, message: str) -> None:
@@ -79,6 +88,16 @@ def check_order(stages: list[Stage]) -> None:
             )
 
 
+def check_files(stages: list[Stage]) -> None:
+    """Refuse (exit 2) an output that is an input, stdout's file, another output or a directory.
+
+    stdin counts as an input when it is a file (`< users.ndjson`).
+    """
+    inputs = ["-"] + [path for stage in stages for path in stage.inputs]
+    outputs = [entry for stage in stages for entry in stage.outputs]
+    output.check_files(inputs, outputs)
+
+
 def compose(stages: list[Stage], position: Position, policy: ErrorPolicy) -> Records:
     """The record stream at the end of all transforms (the sink, if any, is not applied)."""
     first = stages[0]
@@ -90,7 +109,11 @@ def compose(stages: list[Stage], position: Position, policy: ErrorPolicy) -> Rec
         rest = stages
     for stage in rest:
         if stage.transform is not None:
-            records = _named(stage.transform(records), stage.name)
+            if stage.takes_policy:
+                records = stage.transform(records, policy=policy)
+            else:
+                records = stage.transform(records)
+            records = _named(records, stage.name)
     return records
 
 
@@ -98,16 +121,21 @@ def run(stages: list[Stage], out: BinaryIO) -> int:
     """Run a validated pipeline to the end and return the exit code; errors propagate."""
     check_order(stages)
     position = Position("stdin")
-    policy = ErrorPolicy("skip" if any(s.on_error == "skip" for s in stages) else "fail")
+    policy = ErrorPolicy("skip" if any(s.on_error == "skip" for s in stages) else "fail", position)
     records = compose(stages, position, policy)
     last = stages[-1]
     untouched = all(stage.preserves for stage in stages if stage.transform is not None)
     unchanged = position if untouched else None
+    # Sinks only write and flush, which Stdout does with clear errors.
+    stdout = cast(BinaryIO, output.Stdout(out))
     try:
-        if last.sink is not None:
-            last.sink(records, out, encoder(unchanged), position)
-        else:
-            write_ndjson(records, out, unchanged)
+        try:
+            if last.sink is not None:
+                last.sink(records, stdout, encoder(unchanged), position)
+            else:
+                write_ndjson(records, stdout, unchanged)
+        except RecursionError:
+            raise DataError("the record is nested too deeply to process") from None
     except NdpipeError as error:
         if getattr(error, "command", None) is None:
             error.command = last.name  # type: ignore[attr-defined]
@@ -115,6 +143,7 @@ def run(stages: list[Stage], out: BinaryIO) -> int:
         if where is None and position.number:
             error.where = str(position)  # type: ignore[attr-defined]
         raise
+    output.commit_all()
     summary = policy.summary()
     if summary:
         warn(stages[0].name, summary)

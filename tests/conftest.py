@@ -10,6 +10,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import settings
+
+# The machine running the suite may be busy: examples are judged on results, never on time.
+settings.register_profile("ndpipe", deadline=None)
+settings.load_profile("ndpipe")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

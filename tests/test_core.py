@@ -105,7 +105,7 @@ def test_empty_input_gives_empty_output():
         (b'{"a":1}\n\n{"a":\n', b"stdin:3: invalid JSON"),
         (b'{"a":1}\n[1,2]\n', b"stdin:2: expected a JSON object, got an array"),
         (b'{"a":1}\n\n"text"\n', b"stdin:3: expected a JSON object, got a string"),
-        (b'{"a":1}\n{"a":"\xff\xfe"}\n', b"stdin:2: invalid JSON"),
+        (b'{"a":1}\n{"a":"\xff\xfe"}\n', b"stdin:2: invalid UTF-8"),
     ],
 )
 def test_bad_lines_exit_1_naming_the_line(data, message):

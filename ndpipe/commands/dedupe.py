@@ -6,7 +6,7 @@ import click
 
 from ndpipe.commands import key_option, verb
 from ndpipe.expr import Expression
-from ndpipe.io import Record, Records, SideFile
+from ndpipe.io import ErrorPolicy, Record, Records, SideFile
 from ndpipe.ops.dedupe import DedupeStats, dedupe
 from ndpipe.pipeline import Stage, warn
 
@@ -41,17 +41,16 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
     """
     stats = DedupeStats()
 
-    def transform(records: Iterable[Record]) -> Records:
-        if dups is None:
-            yield from dedupe(records, keys=keys, stats=stats, ignore_case=ignore_case)
-            return
-        handle = SideFile(dups, "--dups")
-        try:
-            yield from dedupe(
-                records, keys=keys, stats=stats, ignore_case=ignore_case, on_duplicate=handle.write
-            )
-        finally:
-            handle.close()
+    def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
+        handle = SideFile(dups, "--dups") if dups is not None else None
+        yield from dedupe(
+            records,
+            keys=keys,
+            stats=stats,
+            ignore_case=ignore_case,
+            on_duplicate=handle.write if handle is not None else None,
+            policy=policy,
+        )
 
     def finish() -> int | None:
         noun = "duplicate" if stats.duplicates == 1 else "duplicates"
@@ -64,4 +63,12 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
         )
         return None
 
-    return Stage(NAME, transform=transform, finish=finish, on_error=on_error, preserves=True)
+    return Stage(
+        NAME,
+        transform=transform,
+        finish=finish,
+        on_error=on_error,
+        preserves=True,
+        takes_policy=True,
+        outputs=[("--dups", dups)] if dups else [],
+    )

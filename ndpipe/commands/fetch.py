@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,7 @@ class ExportJob:
 
     def __init__(
         self,
-        client: Auth0Client,
+        client: Callable[[], Auth0Client],
         *,
         job_id: str | None,
         connection: str | None,
@@ -78,7 +78,8 @@ class ExportJob:
         format: str,
         quiet: bool,
     ) -> None:
-        self.client = client
+        self.make_client = client
+        self.client: Auth0Client | None = None
         self.job_id = job_id
         self.connection = connection
         self.fields = fields
@@ -89,13 +90,14 @@ class ExportJob:
 
     def records(self, policy: ErrorPolicy, position: Position) -> Records:
         progress = JobProgress(NAME, enabled=not self.quiet)
+        self.client = client = self.make_client()
         try:
             job_id = self.job_id or self._start()
             try:
-                self.client.poll_job(job_id, progress)
+                client.poll_job(job_id, progress)
             finally:
                 progress.close()
-            stream = self.client.open_export(job_id)
+            stream = client.open_export(job_id)
             try:
                 yield from self._counted(
                     read_stream(
@@ -120,7 +122,7 @@ class ExportJob:
             if not self.quiet:
                 warn(NAME, f"export job {job_id}: {plural(self.count, 'user')}")
         finally:
-            self.client.close()
+            client.close()
 
     def _counted(self, records: Records) -> Iterator[Any]:
         for record in records:
@@ -128,6 +130,7 @@ class ExportJob:
             yield record
 
     def _start(self) -> str:
+        assert self.client is not None
         connection_id = None
         if self.connection:
             connection_id = self.client.resolve_connection(self.connection)
@@ -246,7 +249,7 @@ def command(
                 source or "-", policy, position, other=partial(read_csv, style=csv_style)
             )
 
-        return Stage(NAME, source=read, on_error=on_error)
+        return Stage(NAME, source=read, on_error=on_error, inputs=[source or "-"])
 
     if job_id and len(given) > 1:
         other = next(option for option in given if option != "--job")
@@ -265,7 +268,8 @@ def command(
         for problem in csv_problems(chosen):
             warn(NAME, problem)
     job = ExportJob(
-        open_client(NAME, tenant, quiet=quiet),
+        # The client is made when the run starts, after the whole command line is checked.
+        lambda: open_client(NAME, tenant, quiet=quiet),
         job_id=job_id,
         connection=connection,
         fields=chosen,

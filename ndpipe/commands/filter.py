@@ -28,5 +28,6 @@ def command(expression: Expression, on_error: str) -> Stage:
         "filter",
         transform=partial(filter, expression=expression),
         on_error=on_error,
+        takes_policy=True,
         preserves=True,
     )

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -10,16 +9,16 @@ import click
 from ndpipe.auth0.schema import Problem
 from ndpipe.commands import usage, verb
 from ndpipe.commands.tenant import Tenant, open_client, tenant_options
-from ndpipe.errors import EXIT_DATA, DataError
+from ndpipe.errors import EXIT_DATA
 from ndpipe.io import Encoder, ErrorPolicy, Position, Record, Records, SideFile, read_records
 from ndpipe.ops.import_users import Chunk, chunk_users, report_entry
 from ndpipe.ops.to_json_array import (
     AUTH0_MAX_BYTES,
     FRAME,
-    PARTIAL_SUFFIX,
     OutputPattern,
     parse_size,
 )
+from ndpipe.output import AtomicFile
 from ndpipe.pipeline import Stage, plural, warn
 
 if TYPE_CHECKING:
@@ -48,17 +47,14 @@ def _pattern(text: str | None) -> OutputPattern | None:
 
 
 def write_chunk(path: str, chunk: Chunk) -> None:
-    """A chunk's JSON array to PATH, written under PATH.part and renamed when complete, as
-    to-json-array writes its files."""
-    directory = os.path.dirname(path)
+    """A chunk's JSON array to PATH, complete or not at all (see ndpipe.output)."""
+    file = AtomicFile(path, path, make_directories=True)
     try:
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        with open(path + PARTIAL_SUFFIX, "wb") as handle:
-            handle.write(chunk.array())
-        os.replace(path + PARTIAL_SUFFIX, path)
-    except OSError as error:
-        raise DataError(f"cannot write {path}: {error.strerror}") from None
+        file.write(chunk.array())
+        file.commit()
+    except BaseException:
+        file.abort()
+        raise
 
 
 def describe(entry: Record) -> str:
@@ -213,8 +209,6 @@ def command(
         raise click.UsageError("--dry-run writes the chunks it would send: give --out PATTERN")
     if not dry_run and not connection:
         raise click.UsageError("give --connection NAME|ID: the database connection to import into")
-    client = None if dry_run else open_client(NAME, tenant, quiet=quiet)
-    handle = SideFile(report, "--report") if report else None
     prefix = external_prefix or time.strftime("ndpipe-%Y%m%dT%H%M%SZ", time.gmtime())
     counts = {"read": 0, "rejected": 0, "chunks": 0, "chunked": 0, "skipped": 0}
     outcome: dict[str, Any] = {}
@@ -223,7 +217,12 @@ def command(
         if not quiet:
             warn(NAME, message)
 
+    # The report and the client are opened when the run starts, after the whole command line
+    # has been checked (a later `then` segment may still be wrong).
+    opened: dict[str, Any] = {}
+
     def write_report(entry: Record) -> None:
+        handle = opened.get("report")
         if handle is not None:
             handle.write(entry)
         else:
@@ -234,6 +233,10 @@ def command(
             yield from read_records(path, policy, position)
 
     def sink(records: Records, out: BinaryIO, encode: Encoder, position: Position) -> None:
+        if report:
+            opened["report"] = SideFile(report, "--report")
+        client = None if dry_run else open_client(NAME, tenant, quiet=quiet)
+
         def counted() -> Iterator[Record]:
             for record in records:
                 counts["read"] += 1
@@ -261,28 +264,24 @@ def command(
                              f"{len(chunk.array())} bytes")  # fmt: skip
                 yield chunk
 
-        try:
-            if client is None:
-                for _ in chunks():
-                    pass
-                return
-            from ndpipe.auth0.importer import Importer
+        if client is None:
+            for _ in chunks():
+                pass
+            return
+        from ndpipe.auth0.importer import Importer
 
-            with client:
-                importer = Importer(
-                    client,
-                    connection_id=client.resolve_connection(connection or ""),
-                    upsert=upsert,
-                    send_completion_email=send_completion_email,
-                    external_id=lambda number: f"{prefix}-{number:04d}",
-                    report=write_report,
-                    notify=note,
-                )
-                outcome["stats"] = importer.stats
-                importer.run(chunks())
-        finally:
-            if handle is not None:
-                handle.close()
+        with client:
+            importer = Importer(
+                client,
+                connection_id=client.resolve_connection(connection or ""),
+                upsert=upsert,
+                send_completion_email=send_completion_email,
+                external_id=lambda number: f"{prefix}-{number:04d}",
+                report=write_report,
+                notify=note,
+            )
+            outcome["stats"] = importer.stats
+            importer.run(chunks())
 
     def finish() -> int | None:
         stats = outcome.get("stats")
@@ -290,5 +289,15 @@ def command(
         warn(NAME, line)
         return EXIT_DATA if failed else None
 
-    return Stage(NAME, source=source if files else None, sink=sink, finish=finish,
-                 on_error=on_error)  # fmt: skip
+    outputs = [("--report", report)] if report else []
+    if pattern is not None:
+        outputs.append(("--out", pattern.path(1)))
+    return Stage(
+        NAME,
+        source=source if files else None,
+        sink=sink,
+        finish=finish,
+        on_error=on_error,
+        inputs=list(files),
+        outputs=outputs,
+    )

@@ -85,22 +85,24 @@ def command(
             else:
                 handle.write(rejected.as_record())
 
-        try:
-            yield from import_clean(
-                records,
-                stats=stats,
-                on_reject=on_reject,
-                email_verified=email_verified,
-                drop_user_id=drop_user_id,
-                check_only=check,
-            )
-        finally:
-            if handle is not None:
-                handle.close()
+        yield from import_clean(
+            records,
+            stats=stats,
+            on_reject=on_reject,
+            email_verified=email_verified,
+            drop_user_id=drop_user_id,
+            check_only=check,
+        )
 
     def finish() -> int | None:
         for line in summary_lines(stats, check_only=check, rejects_to=rejects):
             warn(NAME, line)
         return EXIT_DATA if stats.rejected else None
 
-    return Stage(NAME, transform=transform, finish=finish, on_error=on_error)
+    return Stage(
+        NAME,
+        transform=transform,
+        finish=finish,
+        on_error=on_error,
+        outputs=[("--rejects", rejects)] if rejects else [],
+    )

@@ -54,4 +54,4 @@ def command(sets: list[Edit], deletes: list[Edit], renames: list[Edit], on_error
     edits = [next(queues[name]) for name in order if name in queues]
     if not edits:
         raise click.UsageError("nothing to do: give --set, --del or --rename")
-    return Stage("map", transform=partial(map, edits=edits), on_error=on_error)
+    return Stage("map", transform=partial(map, edits=edits), on_error=on_error, takes_policy=True)

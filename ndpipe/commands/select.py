@@ -61,5 +61,8 @@ def command(
     except NdpipeError as error:
         raise click.UsageError(str(error)) from None
     return Stage(
-        "select", transform=partial(select, fields=chosen, missing=missing), on_error=on_error
+        "select",
+        transform=partial(select, fields=chosen, missing=missing),
+        on_error=on_error,
+        takes_policy=True,
     )

@@ -77,4 +77,5 @@ def command(
             temp_dir=temp_dir,
         ),
         on_error=on_error,
+        takes_policy=True,
     )

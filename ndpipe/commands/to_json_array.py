@@ -117,4 +117,5 @@ def command(
             warn(NAME, f"{following} is left from an earlier run; this run did not write it")
         return None
 
-    return Stage(NAME, sink=sink, finish=finish, on_error=on_error)
+    outputs = [("--out", pattern.path(1))] if pattern is not None else []
+    return Stage(NAME, sink=sink, finish=finish, on_error=on_error, outputs=outputs)

@@ -8,7 +8,7 @@ import click
 from ndpipe.commands import OrderedOptions, usage, verb
 from ndpipe.errors import EXIT_DATA
 from ndpipe.expr import Expression, compile_expression
-from ndpipe.io import Record, Records, SideFile
+from ndpipe.io import ErrorPolicy, Record, Records, SideFile
 from ndpipe.ops.to_json_array import parse_size
 from ndpipe.ops.upsert_patch import (
     MERGE_MODES,
@@ -182,11 +182,13 @@ def command(
             "--where limits --set and --unset; to limit --patch, filter the input "
             "(ndpipe filter EXPR | ndpipe upsert-patch ...)"
         )
-    side = SideFile(unmatched, "--unmatched") if unmatched else None
-    index = load_patches(patch_file, memory_budget=buffer_size) if patch_file else None
     stats = UpsertStats()
 
-    def transform(records: Iterable[Record]) -> Records:
+    def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
+        # The patch file is read and checked before the first user is (and after the whole
+        # command line has been checked); the side file is opened only then.
+        index = load_patches(patch_file, memory_budget=buffer_size) if patch_file else None
+        side = SideFile(unmatched, "--unmatched") if unmatched else None
         try:
             yield from upsert_patch(
                 records,
@@ -197,16 +199,23 @@ def command(
                 merge=merge,
                 keep_all=keep_all,
                 on_unmatched=side.write if side is not None else None,
+                policy=policy,
             )
         finally:
-            if side is not None:
-                side.close()
             if index is not None:
                 index.close()
 
     def finish() -> int | None:
-        for line in summary(stats, index is not None, keep_all, unmatched):
+        for line in summary(stats, patch_file is not None, keep_all, unmatched):
             warn(NAME, line)
         return EXIT_DATA if stats.left_out else None
 
-    return Stage(NAME, transform=transform, finish=finish, on_error=on_error)
+    return Stage(
+        NAME,
+        transform=transform,
+        finish=finish,
+        on_error=on_error,
+        takes_policy=True,
+        inputs=[patch_file] if patch_file else [],
+        outputs=[("--unmatched", unmatched)] if unmatched else [],
+    )

@@ -13,16 +13,17 @@ drop every keyless record after the first.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
 import orjson
 
+from ndpipe import codec
 from ndpipe.errors import RecordError
 from ndpipe.expr import EvaluationError, Expression
-from ndpipe.io import Record, Records
+from ndpipe.io import ErrorPolicy, Record, Records, skipping
 
 DIGEST_BYTES = 16
 
@@ -53,13 +54,32 @@ def dedupe(
     stats: DedupeStats,
     ignore_case: bool = False,
     on_duplicate: Callable[[Record], None] | None = None,
+    policy: ErrorPolicy | None = None,
 ) -> Records:
-    """Yield each record whose key has not been seen; pass the others to `on_duplicate`."""
+    """Yield each record whose key has not been seen; pass the others to `on_duplicate`.
+
+    A record whose key cannot be computed is a RecordError, which `policy` may skip.
+    """
     seen: set[int] = set()
+
+    def run(stream: Iterator[Record]) -> Records:
+        return _dedupe(stream, seen, keys, stats, ignore_case, on_duplicate)
+
+    return skipping(records, policy, run)
+
+
+def _dedupe(
+    records: Iterator[Record],
+    seen: set[int],
+    keys: Sequence[Expression],
+    stats: DedupeStats,
+    ignore_case: bool,
+    on_duplicate: Callable[[Record], None] | None,
+) -> Records:
     add = seen.add
     searches = [key.search for key in keys]
     single = searches[0] if len(searches) == 1 else None
-    dumps = orjson.dumps
+    dumps = codec.dumps
     option = orjson.OPT_SORT_KEYS
     current = keys[0]
     try:

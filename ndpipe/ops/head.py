@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from itertools import islice
 
@@ -10,4 +11,5 @@ from ndpipe.io import Record, Records
 
 def head(records: Iterable[Record], *, count: int = 10) -> Records:
     """Yield the first `count` records and stop pulling from upstream."""
-    yield from islice(records, count)
+    # No input has more records than sys.maxsize, and islice takes no larger count.
+    yield from islice(records, min(count, sys.maxsize))

@@ -13,7 +13,7 @@ from typing import Any
 
 from ndpipe.errors import RecordError, UsageError
 from ndpipe.expr import EvaluationError, Expression, compile_expression
-from ndpipe.io import Record, Records
+from ndpipe.io import ErrorPolicy, Record, Records
 from ndpipe.ops.select import split_name
 
 Path = tuple[str, ...]
@@ -90,13 +90,26 @@ def apply(record: Record, edit: Edit) -> None:
             new_parent[edit.target[-1]] = value
 
 
-def map(records: Iterable[Record], *, edits: Sequence[Edit]) -> Records:
-    """Apply the edits to each record, in order, and yield it."""
+def map(
+    records: Iterable[Record], *, edits: Sequence[Edit], policy: ErrorPolicy | None = None
+) -> Records:
+    """Apply the edits to each record, in order, and yield it.
+
+    A record an edit fails on is a RecordError, which `policy` may skip (the record is left out
+    whole, not half edited).
+    """
+    fail = policy.bad_record if policy is not None else None
     for record in records:
-        for edit in edits:
-            try:
-                apply(record, edit)
-            except EvaluationError as error:
-                assert edit.expression is not None
-                raise edit.expression.failed(error) from None
+        try:
+            for edit in edits:
+                try:
+                    apply(record, edit)
+                except EvaluationError as error:
+                    assert edit.expression is not None
+                    raise edit.expression.failed(error) from None
+        except RecordError as error:
+            if fail is None:
+                raise
+            fail(error)
+            continue
         yield record

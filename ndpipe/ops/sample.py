@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Iterable
 from itertools import islice
 
-import orjson
-
+from ndpipe import codec
 from ndpipe.io import Record, Records
 from ndpipe.ops.sort import serialise
 
@@ -35,6 +35,8 @@ def sample(records: Iterable[Record], *, count: int, seed: int | None = None) ->
     """Yield `count` records chosen uniformly at random (all of them if fewer), in input order."""
     if count <= 0:
         return
+    # No input has more records than this, and islice takes no larger count.
+    count = min(count, sys.maxsize)
     rng = random.Random(seed)
     stream = iter(records)
     reservoir = [(index, serialise(record)) for index, record in enumerate(islice(stream, count))]
@@ -49,6 +51,6 @@ def sample(records: Iterable[Record], *, count: int, seed: int | None = None) ->
             weight *= math.exp(math.log(_open_unit(rng)) / count)
             chosen += 1 + math.floor(math.log(_open_unit(rng)) / math.log1p(-weight))
     reservoir.sort()
-    loads = orjson.loads
+    loads = codec.loads
     for _, line in reservoir:
         yield loads(line)

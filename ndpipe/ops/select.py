@@ -8,8 +8,9 @@ other bare expression is keyed by its own text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jmespath
@@ -17,7 +18,7 @@ import orjson
 
 from ndpipe.errors import UsageError
 from ndpipe.expr import EvaluationError, Expression, compile_expression
-from ndpipe.io import Record, Records
+from ndpipe.io import ErrorPolicy, Record, Records, skipping
 
 MISSING_MODES = ("null", "omit", "empty")
 
@@ -185,8 +186,21 @@ def _place(out: Record, key: tuple[str, ...], value: Any) -> None:
     target[key[-1]] = value
 
 
-def select(records: Iterable[Record], *, fields: Sequence[Field], missing: str = "null") -> Records:
-    """Yield one new record per input record, holding only the given fields, in their order."""
+def select(
+    records: Iterable[Record],
+    *,
+    fields: Sequence[Field],
+    missing: str = "null",
+    policy: ErrorPolicy | None = None,
+) -> Records:
+    """Yield one new record per input record, holding only the given fields, in their order.
+
+    A record on which a field's expression fails is a RecordError, which `policy` may skip.
+    """
+    return skipping(records, policy, partial(_select, fields=fields, missing=missing))
+
+
+def _select(records: Iterator[Record], *, fields: Sequence[Field], missing: str) -> Records:
     pairs = [(field.key[0], field.expression.search) for field in fields]
     flat = all(len(field.key) == 1 for field in fields)
     try:

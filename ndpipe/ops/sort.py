@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from operator import itemgetter
@@ -26,9 +25,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ndpipe.errors import DataError, RecordError
+from ndpipe import codec, output
+from ndpipe.errors import OutputError, RecordError
 from ndpipe.expr import EvaluationError, Expression
-from ndpipe.io import Record, Records
+from ndpipe.io import ErrorPolicy, Record, Records
 
 DEFAULT_BUFFER_SIZE = 64 * 1000 * 1000
 # Runs merged at once; more are merged in groups first, so open files stay few.
@@ -60,16 +60,16 @@ def compact(data: bytes) -> bytes:
 
 
 def serialise(record: Record) -> bytes:
-    """The record as one compact NDJSON line, or a RecordError if it is not JSON."""
+    """The record as one compact NDJSON line (numbers exact), or a RecordError if it is not JSON."""
     try:
-        return compact(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-    except TypeError as error:  # such as an integer beyond 64 bits from a JSON array
+        return compact(codec.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    except TypeError as error:
         raise RecordError(f"cannot serialise the record as JSON: {error}") from None
 
 
 def _composite(value: Any) -> str:
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        return codec.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError as error:
         raise RecordError(f"cannot use the key as JSON: {error}") from None
 
@@ -117,26 +117,21 @@ class _Runs:
 
     def __init__(self, temp_dir: str | None) -> None:
         self.parent = temp_dir
-        self.directory: tempfile.TemporaryDirectory[str] | None = None
+        self.directory: str | None = None
         self.paths: list[str] = []
         self.count = 0
 
     def _new_path(self) -> str:
         if self.directory is None:
-            try:
-                self.directory = tempfile.TemporaryDirectory(prefix="ndpipe-sort-", dir=self.parent)
-            except OSError as error:
-                where = self.parent or tempfile.gettempdir()
-                raise DataError(
-                    f"cannot create a temporary directory in {where}: {error.strerror}"
-                ) from None
+            # Removed by close(), and by the CLI on any error, Ctrl-C or SIGTERM.
+            self.directory = output.scratch_directory("ndpipe-sort-", self.parent)
         self.count += 1
-        return os.path.join(self.directory.name, f"run-{self.count:06d}")
+        return os.path.join(self.directory, f"run-{self.count:06d}")
 
     def write(self, entries: Iterable[Entry]) -> str:
         """Write entries (already in order) as a run: a key line, then the record line."""
         path = self._new_path()
-        dumps = orjson.dumps
+        dumps = codec.dumps
         try:
             with open(path, "wb", buffering=RUN_WRITE_BUFFER) as out:
                 write = out.write
@@ -145,21 +140,21 @@ class _Runs:
                     write(b"\n")
                     write(line)
         except OSError as error:
-            raise DataError(
-                f"cannot write a temporary sort file in {os.path.dirname(path)}: "
+            raise OutputError(
+                f"cannot write sort's temporary files in {os.path.dirname(path)}: "
                 f"{error.strerror} (use --temp-dir for a place with more space)"
             ) from None
         return path
 
     def close(self) -> None:
         if self.directory is not None:
-            self.directory.cleanup()
+            output.remove_scratch(self.directory)
             self.directory = None
 
 
 def read_run(path: str) -> Iterator[Entry]:
     """The entries of a run file, in order; the file is removed once read to the end."""
-    loads = orjson.loads
+    loads = codec.loads
     with open(path, "rb", buffering=RUN_READ_BUFFER) as stream:
         lines: BinaryIO = stream
         # Each entry is two lines; zip over the same iterator pairs them up.
@@ -190,7 +185,7 @@ class ExternalSorter:
         self.run_paths: list[str] = []
 
     def add(self, record: Record) -> None:
-        key = self.key(record)
+        key = self.key(record)  # first: a key that fails leaves nothing half added
         line = serialise(record)
         self.buffer.append((key, line))
         self.buffered += len(line) + _key_bytes(key) + ENTRY_OVERHEAD
@@ -225,7 +220,7 @@ class ExternalSorter:
 
     def results(self) -> Records:
         """Every record added, in order. Call once, after the last add."""
-        loads = orjson.loads
+        loads = codec.loads
         if not self.run_paths:
             for _, line in self._sorted_buffer():
                 yield loads(line)
@@ -249,12 +244,22 @@ def sort(
     descending: bool = False,
     buffer_size: int = DEFAULT_BUFFER_SIZE,
     temp_dir: str | None = None,
+    policy: ErrorPolicy | None = None,
 ) -> Records:
-    """Yield the records ordered by `keys` (see the module docstring for the order of values)."""
+    """Yield the records ordered by `keys` (see the module docstring for the order of values).
+
+    A record whose key cannot be computed is a RecordError, which `policy` may skip.
+    """
     sorter = ExternalSorter(keys, descending=descending, buffer_size=buffer_size, temp_dir=temp_dir)
+    add = sorter.add
     try:
         for record in records:
-            sorter.add(record)
+            try:
+                add(record)
+            except RecordError as error:
+                if policy is None:
+                    raise
+                policy.bad_record(error)
         yield from sorter.results()
     finally:
         sorter.close()

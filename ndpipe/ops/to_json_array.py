@@ -14,15 +14,16 @@ between records, and "\\n]\\n". Nothing is held in memory but the current write 
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ndpipe.errors import DataError, UsageError
+from ndpipe.errors import DataError, OutputError, UsageError
 from ndpipe.io import WRITE_BATCH_BYTES, Encoder, Record, dump_json
+from ndpipe.output import AtomicFile
 
 OPEN = b"[\n"
 SEPARATOR = b",\n"
@@ -33,9 +34,8 @@ FRAME = len(OPEN) + len(CLOSE)
 # Auth0's import takes files up to 512,000 bytes of request; 500,000 leaves room for the
 # multipart framing (AUTH0.md 2.2).
 AUTH0_MAX_BYTES = 500_000
-# Files being written are named PATH + this until complete, so a killed run leaves no
-# half-written file under a final name.
-PARTIAL_SUFFIX = ".part"
+# How many file numbers a pattern is checked for giving distinct names before any is written.
+CHECKED_NUMBERS = 100_000
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
 _UNITS = {
@@ -99,6 +99,20 @@ class OutputPattern:
                 raise UsageError(f"bad --out pattern {text!r}: {{n:{spec}}}: {error}") from None
             self.numbered = True
         self.text = text
+        if self.numbered:
+            self._check_distinct()
+
+    def _check_distinct(self) -> None:
+        """Refuse a format that gives two file numbers one name ({n:.0e}: 11 and 12 are 1e+01)."""
+        seen: dict[str, int] = {}
+        for number in range(1, CHECKED_NUMBERS + 1):
+            name = self.path(number)
+            if name in seen:
+                raise UsageError(
+                    f"bad --out pattern {self.text!r}: files {seen[name]} and {number} would both "
+                    f"be {name}; use a format that numbers every file apart, such as {{n:04d}}"
+                )
+            seen[name] = number
 
     def path(self, number: int) -> str:
         return self.text.format(n=number)
@@ -129,26 +143,25 @@ def write_json_array(records: Iterable[Record], out: BinaryIO, encode: Encoder =
             if len(batch) >= WRITE_BATCH_BYTES:
                 out.write(batch)
                 batch.clear()
-    finally:
+    except BaseException:
         batch += CLOSE if count else EMPTY
-        out.write(batch)
-        out.flush()
+        with contextlib.suppress(OSError, OutputError):
+            out.write(batch)
+            out.flush()
+        raise
+    batch += CLOSE if count else EMPTY
+    out.write(batch)
+    out.flush()
     return count
 
 
 class _ArrayFile:
-    """One output file being filled: written in batches under a temporary name."""
+    """One output file being filled: written in batches under a temporary name, renamed into
+    place by `close` when complete (see ndpipe.output), removed by `abort`."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        directory = os.path.dirname(path)
-        try:
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            # Closed (and renamed into place) by close(), which the writer calls in `finally`.
-            self.handle = open(path + PARTIAL_SUFFIX, "wb")  # noqa: SIM115
-        except OSError as error:
-            raise UsageError(f"cannot write {path}: {error.strerror}") from None
+        self.file = AtomicFile(path, path, make_directories=True)
         self.records = 0
         self.size = 0  # bytes so far, without the closing bracket
         self.batch = bytearray()  # see write_json_array for why not a list
@@ -166,25 +179,19 @@ class _ArrayFile:
         self.records += 1
         self.size += len(piece) + len(line)
         if len(self.batch) >= WRITE_BATCH_BYTES:
-            self._write()
-
-    def _write(self) -> None:
-        try:
-            self.handle.write(self.batch)
-        except OSError as error:
-            raise DataError(f"cannot write {self.path}: {error.strerror}") from None
-        self.batch.clear()
+            self.file.write(self.batch)
+            self.batch.clear()
 
     def close(self) -> WrittenFile:
         ending = CLOSE if self.records else EMPTY
         self.batch += ending
-        try:
-            self._write()
-        finally:
-            self.handle.close()
-        os.replace(self.path + PARTIAL_SUFFIX, self.path)
+        self.file.write(self.batch)
+        self.file.commit()
         total = self.size + len(ending) if self.records else len(EMPTY)
         return WrittenFile(self.path, self.records, total)
+
+    def abort(self) -> None:
+        self.file.abort()
 
 
 def write_json_array_files(
@@ -196,16 +203,29 @@ def write_json_array_files(
     max_records: int | None = None,
     encode: Encoder = dump_json,
 ) -> int:
-    """Write records to numbered JSON-array files; returns how many files were written.
+    """Write records to numbered JSON-array files; returns how many were written.
 
     Without limits everything goes to one file (`[]` when there are no records). With
     `max_bytes` / `max_records`, a new file starts whenever the next record would break a
     limit, so every file holds at least one record and no file is written for no records.
-    A record too large for any file is a DataError; the files before it are complete.
+    A record too large for any file is a DataError. On bad input the files hold the records
+    before it; on Ctrl-C, SIGTERM or an output failure the file being filled is removed.
     """
     splitting = max_bytes is not None or max_records is not None
     current: _ArrayFile | None = None
     number = 0
+    names: dict[str, int] = {}
+
+    def start() -> _ArrayFile:
+        path = pattern.path(number)
+        if path in names:
+            raise OutputError(
+                f"--out {pattern.text!r} gives the same name, {path}, to files {names[path]} and "
+                f"{number}: use a format that numbers every file apart, such as {{n:04d}}"
+            )
+        names[path] = number
+        return _ArrayFile(path)
+
     try:
         for record in records:
             line = encode(record)
@@ -219,16 +239,28 @@ def write_json_array_files(
                 (max_bytes is not None and current.size_with(len(line)) > max_bytes)
                 or (max_records is not None and current.records >= max_records)
             ):
-                on_file(current.close())
-                current = None
+                written, current = current, None
+                on_file(written.close())
             if current is None:
                 number += 1
-                current = _ArrayFile(pattern.path(number))
+                current = start()
             current.add(line)
         if current is None and not splitting:
             number += 1
-            current = _ArrayFile(pattern.path(number))
-    finally:
+            current = start()
         if current is not None:
+            written, current = current, None
+            on_file(written.close())
+    except DataError:
+        # Bad input: like stdout, the files hold exactly the records before it, each a valid array.
+        if current is not None and current.records:
             on_file(current.close())
+        elif current is not None:
+            current.abort()
+        raise
+    except BaseException:
+        # Interrupted, or the output failed: the file being filled is not complete, so it goes.
+        if current is not None:
+            current.abort()
+        raise
     return number

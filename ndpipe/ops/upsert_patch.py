@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from ndpipe import codec, output
 from ndpipe.auth0.schema import (
     EXPORT_ONLY_FIELDS,
     FORBIDDEN_APP_METADATA_KEYS,
@@ -41,7 +41,7 @@ from ndpipe.auth0.schema import (
     UPSERTABLE_ORDER,
     check_user,
 )
-from ndpipe.errors import DataError, RecordError, UsageError
+from ndpipe.errors import DataError, OutputError, RecordError, UsageError
 from ndpipe.expr import EvaluationError, Expression, truthy
 from ndpipe.io import ErrorPolicy, Position, Record, Records, read_records
 from ndpipe.ops.map import parse_path
@@ -200,7 +200,7 @@ class PatchIndex:
         self.used = 0
         self.patches = 0
         self.matched_patches = 0
-        self.directory: tempfile.TemporaryDirectory[str] | None = None
+        self.directory: str | None = None
         self.database: sqlite3.Connection | None = None
         self.pending: list[tuple[int, str, bytes]] = []
 
@@ -227,16 +227,9 @@ class PatchIndex:
             self._spill()
 
     def _spill(self) -> None:
-        try:
-            self.directory = tempfile.TemporaryDirectory(
-                prefix="ndpipe-upsert-patch-", dir=self.temp_dir
-            )
-        except OSError as error:
-            where = self.temp_dir or tempfile.gettempdir()
-            raise DataError(
-                f"cannot create a temporary directory in {where}: {error.strerror}"
-            ) from None
-        path = os.path.join(self.directory.name, "patches.sqlite")
+        # Removed by close(), and by the CLI on any error, Ctrl-C or SIGTERM.
+        self.directory = output.scratch_directory("ndpipe-upsert-patch-", self.temp_dir)
+        path = os.path.join(self.directory, "patches.sqlite")
         database = sqlite3.connect(path, isolation_level=None)
         database.execute("PRAGMA journal_mode = OFF")
         database.execute("PRAGMA synchronous = OFF")
@@ -268,9 +261,9 @@ class PatchIndex:
             raise self._failed(error) from None
         self.pending = []
 
-    def _failed(self, error: sqlite3.Error) -> DataError:
-        where = self.directory.name if self.directory else "?"
-        return DataError(f"the on-disk patch index in {where} failed: {error}")
+    def _failed(self, error: sqlite3.Error) -> OutputError:
+        where = self.directory or "?"
+        return OutputError(f"the on-disk patch index in {where} failed: {error}")
 
     def seal(self) -> None:
         """Done adding: build the lookup index."""
@@ -344,7 +337,7 @@ class PatchIndex:
             self.database.close()
             self.database = None
         if self.directory is not None:
-            self.directory.cleanup()
+            output.remove_scratch(self.directory)
             self.directory = None
         self.memory = {}
 
@@ -386,11 +379,11 @@ class PathEdit:
     def apply(self, state: dict[str, Any], record: Record) -> None:
         name, rest = self.path[0], self.path[1:]
         if not rest:
-            state[name] = orjson.loads(self.value) if self.kind == "set" else {}
+            state[name] = codec.loads(self.value) if self.kind == "set" else {}
             return
         base = state[name] if name in state else current_metadata(record, name)
         if self.kind == "set":
-            state[name] = _set_in(base, rest, orjson.loads(self.value))
+            state[name] = _set_in(base, rest, codec.loads(self.value))
         else:
             state[name] = _unset_in(base, rest)
 
@@ -437,8 +430,8 @@ def parse_set(text: str) -> PathEdit:
         raise UsageError(f"--set {text!r}: expected PATH=JSON, e.g. 'user_metadata.plan=\"gold\"'")
     path = _edit_path(path_text, "--set")
     try:
-        value = orjson.loads(value_text)
-    except orjson.JSONDecodeError:
+        value = codec.loads(value_text)
+    except (orjson.JSONDecodeError, codec.NumberError):
         raise UsageError(
             f"--set {text!r}: {value_text.strip()!r} is not JSON; write strings in double "
             f"quotes: --set '{path_text.strip()}=\"{value_text.strip()}\"'"
@@ -447,7 +440,7 @@ def parse_set(text: str) -> PathEdit:
         problem = _check_value(path[0], value, deleting=False)
         if problem:
             raise UsageError(f"--set {text!r}: {problem}")
-    return PathEdit("set", path, orjson.dumps(value))
+    return PathEdit("set", path, codec.dumps(value))
 
 
 def parse_unset(text: str) -> PathEdit:
@@ -503,14 +496,14 @@ def current_metadata(record: Record, name: str) -> dict[str, Any]:
     if value is None:
         return {}
     if type(value) is not dict:
-        raise RecordError(f"{name} is not an object: {orjson.dumps(value).decode()[:60]}")
+        raise RecordError(f"{name} is not an object: {codec.dumps(value).decode()[:60]}")
     return value
 
 
 def missing_fields_error(record: Record) -> RecordError:
     """The first user has no usable email_verified: most likely the export lacks the field."""
     if "email_verified" in record:
-        value = orjson.dumps(record["email_verified"]).decode()[:60]
+        value = codec.dumps(record["email_verified"]).decode()[:60]
         what = f"email_verified is {value}, not true or false"
     else:
         what = "the first user has no email_verified"
@@ -535,6 +528,7 @@ def upsert_patch(
     merge: str = "deep",
     keep_all: bool = False,
     on_unmatched: Callable[[Record], None] | None = None,
+    policy: ErrorPolicy | None = None,
 ) -> Records:
     """Yield an import-ready record for each user the edits change (every user with keep_all).
 
@@ -543,10 +537,11 @@ def upsert_patch(
     `stats` (no email_verified, a second user with an email already patched, a record the
     import schema refuses), except that a first user without email_verified stops the run:
     the export most likely lacks the field. After the last user, the patches that matched no
-    user are counted and passed to `on_unmatched`, in file order.
+    user are counted and passed to `on_unmatched`, in file order. A user on which `where`
+    fails is a RecordError, which `policy` may skip.
     """
     merge_values = MERGES[merge]
-    loads = orjson.loads
+    loads = codec.loads
     first = True
     for record in records:
         stats.read += 1
@@ -581,7 +576,10 @@ def upsert_patch(
                 selected = where is None or truthy(where.search(record))
             except EvaluationError as error:
                 assert where is not None
-                raise where.failed(error) from None
+                if policy is None:
+                    raise where.failed(error) from None
+                policy.bad_record(where.failed(error))
+                continue
             if selected:
                 for edit in edits:
                     edit.apply(state, record)
