@@ -1,91 +1,65 @@
 """JSON values in and out, exactly: the one place ndpipe turns bytes into values and back.
 
-orjson is fast and strict (it refuses invalid UTF-8, lone surrogates, NaN and numbers beyond
-the range of a double), but it reads an integer beyond 64 bits as a float, writes such an
-integer not at all, and stops at 255 levels of nesting when writing. Those cases are rare, so
-they take a slower path here and the common one stays orjson alone:
+Reading is msgspec's decoder: as fast as orjson here, as strict (it refuses invalid UTF-8, lone
+surrogates, NaN, control characters and numbers beyond the range of a double), and exact for
+integers of any size, where orjson reads an integer beyond 64 bits as a float.
 
-- Reading: a text with a number token of 20 digits or more (an integer from 2^64 up, or a
-  long float) is validated by orjson and then decoded by the standard library, which keeps
-  integers exact and gives floats the same correctly rounded value.
-- Writing: when orjson refuses a value, integers beyond 64 bits and subtrees deeper than it
-  writes are passed to it as ready-made JSON fragments.
-
-Floats come out as orjson writes them (the shortest text that reads back to the same double).
+Writing is orjson, which refuses an integer beyond 64 bits and stops at 255 levels of nesting;
+those rare values take a slower path here, as ready-made JSON fragments. Floats come out as
+orjson writes them: the shortest text that reads back to the same double.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import msgspec
 import orjson
 
-# orjson is exact below 2^64, so only a number token of 20 digits or more needs the slow path.
-# To find one fast, the text is mapped to "1" for a digit and " " for anything else, a run of 20
-# is found with bytes.find (both in C, under 1 ns a byte), and each run is checked for what
-# stands before it: a number token follows `:`, `,` or `[` (and white space, and a minus).
-# Digit runs inside strings (Google user ids have 21 digits) are rarely preceded by those; when
-# one is, it only costs the slow path for that text.
-_DIGIT_MAP = bytes(ord("1") if ord("0") <= byte <= ord("9") else ord(" ") for byte in range(256))
-_LONG_RUN = b"1" * 20
-_TOKEN_STARTS = frozenset(b":,[")
-_WHITE_SPACE = frozenset(b" \t\r\n")
 # orjson's own limit for nesting when writing; a deeper subtree becomes a fragment.
 WRITE_DEPTH = 200
-# What orjson writes as a 64-bit integer: from -2^63 up to 2^64 - 1.
+# What orjson writes as an integer: from -2^63 up to 2^64 - 1.
 SMALLEST_INTEGER = -(2**63)
 LARGEST_INTEGER = 2**64 - 1
 
-
-class NumberError(ValueError):
-    """A number that cannot be carried exactly (beyond Python's digit limit for integers)."""
-
-
-def long_numbers(data: bytes | bytearray) -> list[int]:
-    """The offsets in `data` of number tokens of 20 digits or more (with a few false alarms)."""
-    digits = data.translate(_DIGIT_MAP)
-    found: list[int] = []
-    at = digits.find(_LONG_RUN)
-    while at >= 0:
-        before = at - 1
-        if before >= 0 and data[before] == 45:  # a minus sign
-            before -= 1
-        while before >= 0 and data[before] in _WHITE_SPACE:
-            before -= 1
-        if before >= 0 and data[before] in _TOKEN_STARTS:
-            found.append(at)
-        end = digits.find(b" ", at)
-        if end < 0:
-            break
-        at = digits.find(_LONG_RUN, end)
-    return found
+decode = msgspec.json.Decoder().decode
+# What `decode` raises for text that is not JSON it can carry (RecursionError: nesting deeper
+# than Python's recursion limit).
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise NumberError(f"{name} is not JSON")
+class DecodeError(ValueError):
+    """Text that is not one JSON value: `msg` says why, `pos` is the character offset if known."""
+
+    def __init__(self, msg: str, pos: int | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.pos = pos
+
+
+def explain(data: bytes | bytearray | memoryview | str, error: BaseException) -> DecodeError:
+    """Why `data` does not decode, in words, with the character offset where orjson gives one."""
+    if isinstance(error, RecursionError):
+        return DecodeError("nested too deeply (more levels than ndpipe can process)")
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as orjson_error:
+        message = orjson_error.msg
+        if "infinity" in message:
+            message = "a number beyond the range of JSON numbers ndpipe carries (about 1.8e308)"
+        return DecodeError(message, orjson_error.pos)
+    message = str(error)
+    if "out of range" in message:
+        message = "a number beyond the range of JSON numbers ndpipe carries (about 1.8e308)"
+    return DecodeError(message)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """The JSON value of `data`, exact; raises orjson.JSONDecodeError or NumberError.
-
-    Readers on a hot path call `long_numbers` once per block of lines and `loads_exact` only
-    for the lines it points at.
-    """
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    if not long_numbers(raw):
-        return orjson.loads(data)
-    return loads_exact(data)
-
-
-def loads_exact(data: bytes | bytearray | memoryview | str) -> Any:
-    """The JSON value of `data` with every integer exact, however long."""
-    orjson.loads(data)  # every check but the integers' range: UTF-8, syntax, depth, 1e400
-    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    """The JSON value of `data`, with every integer exact; raises DecodeError."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as error:  # more digits than int() converts (sys.get_int_max_str_digits)
-        raise NumberError(f"a number too long to read exactly ({error})") from None
+        return decode(data)
+    except DECODE_ERRORS as error:
+        raise explain(data, error) from None
 
 
 def dumps(value: Any, option: int = 0) -> bytes:
@@ -120,3 +94,7 @@ def _prepared(value: Any, sort_keys: int, depth: int) -> Any:
             return {key: _prepared(item, sort_keys, depth + 1) for key, item in value.items()}
         return [_prepared(item, sort_keys, depth + 1) for item in value]
     return value
+
+
+# The name earlier callers catch; DecodeError covers every case now.
+NumberError = DecodeError

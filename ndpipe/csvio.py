@@ -1,38 +1,49 @@
-"""CSV as a source of records: the reader `fetch` uses for input that is neither NDJSON nor JSON.
+"""CSV as a source of records (the reader `fetch` uses for input that is neither NDJSON nor JSON),
+and the cell rules that the writers (`escape-csv`, `csv`) share with it.
 
-RFC 4180 (quoted cells may hold the delimiter, doubled quotes, CR and LF), CRLF or LF line ends;
-gzip and a UTF-8 BOM are handled by the core before the bytes get here. Each row becomes a record
-keyed by the header row's cells, verbatim (a `user_metadata.name` column gives the flat key
-`user_metadata.name`). Memory is constant: rows are parsed one at a time by the stdlib's C reader.
-The core sniffs input starting with `[` or `{` as JSON, so a CSV header cannot start with those.
+RFC 4180 (quoted cells may hold the delimiter, doubled quotes, CR and LF), CRLF, LF or CR line
+ends; gzip and a UTF-8 BOM are handled by the core before the bytes get here. Each row becomes a
+record keyed by the header row's cells. Memory is constant: rows are parsed one at a time by the
+stdlib's C reader. The core sniffs input starting with `[` or `{` as JSON, so a CSV header cannot
+start with those.
 
 Two styles say what the cells mean:
 
 - `auth0`: Auth0's CSV export escaping (AUTH0.md 1.6) carries the types. A cell that starts with
   `'` is a string, minus exactly that one `'`. Bare `true`/`false` (any case) are booleans, a bare
-  JSON number is a number, a bare `[...]`/`{...}` that parses as JSON is that array or object (how
-  `csv` writes them), an empty cell is null, and anything else (an ISO date) stays a string.
-- `plain`: every cell is a string, and an empty cell is null. Nothing is guessed: inferring types
-  would turn zip codes like `02134`, ids and `1.10` into numbers that no longer read as the source
-  did. Convert explicitly where needed: `map --set 'logins_count=to_number(logins_count)'`.
+  JSON number is a number (integers exact however long), a bare `[...]`/`{...}` that parses as
+  JSON is that array or object (how `csv` writes them), an empty cell is null, and anything else
+  (an ISO date) stays a string. Header titles lose the `'` that `csv` puts before a title a
+  spreadsheet would run as a formula (see `read_titles`), and dotted titles are nested back into
+  objects when that is unambiguous (see `nested_paths`).
+- `plain`: every cell is a string, and an empty cell is null; titles are used verbatim. Nothing
+  is guessed: inferring types would turn zip codes like `02134`, ids and `1.10` into numbers
+  that no longer read as the source did. Convert explicitly where needed:
+  `map --set 'logins_count=to_number(logins_count)'`.
 
 `auto` (the default) looks at the first AUTO_ROWS data rows: the file is read as `auth0` when at
 least one cell starts with `'` and every non-empty cell is either `'`-prefixed, a boolean, a
 number, an ISO 8601 date-time, or JSON array/object text. That is what an Auth0 export looks
-like; a plain CSV has unprefixed strings (names, emails) and is read as `plain`.
+like; a plain CSV has unprefixed strings (names, emails) and is read as `plain`. Rows with no
+string cell at all (only numbers, booleans, dates, empty cells) give no evidence, and are read as
+`plain`: give `--csv-style auth0` for those.
+
+Rows that cannot be read are reported by the physical lines they cover (see `_rows`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
-import orjson
-
+from ndpipe import codec
 from ndpipe.errors import DataError
 from ndpipe.io import ErrorPolicy, Position, Records
 
@@ -43,6 +54,9 @@ AUTO_ROWS = 100
 # unclosed quote would otherwise swallow the rest of the file into one cell. The stdlib's
 # default (128 Ki) is too small for metadata written as JSON.
 FIELD_LIMIT = 1024 * 1024
+# A file with CR line ends only (old Mac) is split at CR; this much is read at a time.
+READ_BLOCK = 64 * 1024
+PREFIX = "'"
 
 # Auth0 writes its own dates bare: 2017-11-02T23:34:03.803Z (and a third-party sample shows
 # 2024-01-01T12:00:00+00:00), so both the Z and the offset forms count.
@@ -54,6 +68,8 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _BOOLEANS = {"true": True, "false": False, "True": True, "False": False}
 _BOOLEANS |= {"TRUE": True, "FALSE": False}
 _NUMBER_STARTS = frozenset("-0123456789")
+# Auth0's export field paths index arrays (`identities[0].connection`); such titles stay flat.
+_ARRAY_INDEX = re.compile(r"\[[0-9]+\]")
 
 
 def is_iso_datetime(text: str) -> bool:
@@ -61,15 +77,142 @@ def is_iso_datetime(text: str) -> bool:
     return _ISO_DATETIME.fullmatch(text) is not None
 
 
+# --- the formula rule (escape-csv's default style, and every header csv writes) -------------
+
+# OWASP lists = + - @ tab CR as the starts a spreadsheet evaluates; ASVS 1.2.10 adds NUL.
+FORMULA_SIGNS = frozenset("=+-@")
+ALWAYS_ESCAPED = frozenset("\t\r\x00")
+# A first character that settles the question at once: printable ASCII that is not a sign.
+# (Most strings start with one; only the others need the slower checks.)
+SAFE_FIRST = frozenset(chr(code) for code in range(0x21, 0x7F)) - FORMULA_SIGNS
+# White space, control and format (invisible) characters: BOM U+FEFF, zero-width space U+200B,
+# joiners, direction marks. Spreadsheets strip some of these before they look at the first
+# character, so the sign that counts is the first one after them.
+_INVISIBLE = frozenset(("Zs", "Zl", "Zp", "Cc", "Cf"))
+# What a spreadsheet reads as a plain number: an optional sign, digits with an optional decimal
+# point, an optional exponent. `-12.5` and an E.164 phone number (`+14155550100`) are such
+# numbers; a formula cannot hide in one, so they are left as they are.
+_SPREADSHEET_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _visible(text: str) -> str:
+    """`text` from its first character that is not white space, control or format."""
+    category = unicodedata.category
+    for index, char in enumerate(text):
+        if category(char) not in _INVISIBLE:
+            return text[index:] if index else text
+    return ""
+
+
+def formula_risk(text: str) -> bool:
+    """Whether a spreadsheet could run `text` as a formula, so that it needs a leading `'`.
+
+    True when the text starts with tab, CR or NUL, or when its first visible character (after
+    white space, control and invisible format characters) is `=`, `+`, `-` or `@`, unless from
+    there on it is entirely a number (`-12.5`, `+14155550100`).
+    """
+    first = text[:1]
+    if first in SAFE_FIRST or not first:
+        return False
+    if first in FORMULA_SIGNS:
+        return _SPREADSHEET_NUMBER.fullmatch(text) is None
+    if first in ALWAYS_ESCAPED:
+        return True
+    visible = _visible(text)
+    if visible[:1] not in FORMULA_SIGNS:
+        return False
+    return _SPREADSHEET_NUMBER.fullmatch(visible) is None
+
+
+def header_cell(name: str) -> str:
+    """A header title as `csv` writes it: the formula rule, applied so that it can be undone.
+
+    A name gets a `'` when it needs one (`=x` -> `'=x`), and also when it already starts with
+    `'` before such text (`'=x` -> `''=x`), so that a reader removes one `'` exactly when the
+    rest, past its leading `'`s, is formula text (`read_titles`).
+    """
+    return PREFIX + name if formula_risk(name.lstrip(PREFIX)) else name
+
+
+def read_titles(cells: Sequence[str]) -> list[str]:
+    """Header titles of an Auth0-style CSV, with the escaping `csv` or Auth0 put on them undone.
+
+    When every title starts with `'`, each loses one (Auth0 escaping its titles like strings;
+    whether it does is not documented). Otherwise a title loses one `'` when what follows its
+    leading `'`s is formula text: the inverse of `header_cell`.
+    """
+    if cells and all(cell[:1] == PREFIX for cell in cells):
+        return [cell[1:] for cell in cells]
+    return [
+        cell[1:] if cell[:1] == PREFIX and formula_risk(cell.lstrip(PREFIX)) else cell
+        for cell in cells
+    ]
+
+
+def nested_paths(titles: Sequence[str]) -> list[tuple[str, ...]] | None:
+    """The key path of each column when dotted titles are nested back into objects, or None.
+
+    A title is a path when it has a `.`, no part between dots is empty and it has no Auth0 array
+    index (`identities[0].connection` stays one flat key). The header is nested only when no
+    column's path is a prefix of another's (`a` and `a.b`, which cannot both hold a value);
+    otherwise, or when no title is a path, every title stays a flat key (None).
+    """
+    paths: list[tuple[str, ...]] = []
+    for title in titles:
+        parts = tuple(title.split("."))
+        if len(parts) > 1 and all(parts) and not _ARRAY_INDEX.search(title):
+            paths.append(parts)
+        else:
+            paths.append((title,))
+    if all(len(path) == 1 for path in paths):
+        return None
+    prefixes = {path[:end] for path in paths for end in range(1, len(path))}
+    if any(path in prefixes for path in paths):
+        return None
+    return paths
+
+
+def _nest(paths: Sequence[tuple[str, ...]], values: Iterable[Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for path, value in zip(paths, values, strict=True):
+        target = record
+        for part in path[:-1]:
+            inner = target.get(part)
+            if inner is None:
+                inner = target[part] = {}
+            target = inner
+        target[path[-1]] = value
+    return record
+
+
+# --- cells ----------------------------------------------------------------------------------
+
+
 def _number(text: str) -> Any:
-    """The number a bare cell spells, or None when it is not a JSON number."""
+    """The number a bare cell spells, exactly, or None when it is not a JSON number.
+
+    Integers of any length stay integers; a float is the double nearest the text. Python's
+    int() and float() read the JSON grammar that `_NUMBER` has already checked exactly.
+    """
     if text[:1] not in _NUMBER_STARTS or _NUMBER.fullmatch(text) is None:
         return None
+    if "." in text or "e" in text or "E" in text:
+        value = float(text)
+        # 1e999 is beyond a double; it stays the text it is.
+        return value if math.isfinite(value) else None
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:  # beyond float range (1e999)
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
         return None
-    return value
+
+
+def _json(text: str) -> Any:
+    """The array or object a bare `[...]`/`{...}` cell holds (numbers exact), or None."""
+    try:
+        value = codec.loads(text)
+    except ValueError:  # not JSON, or a number it cannot carry exactly
+        return None
+    return value if type(value) in (list, dict) else None
 
 
 def auth0_cell(text: str) -> Any:
@@ -77,7 +220,7 @@ def auth0_cell(text: str) -> Any:
     if not text:
         return None
     first = text[0]
-    if first == "'":
+    if first == PREFIX:
         return text[1:]
     boolean = _BOOLEANS.get(text)
     if boolean is not None:
@@ -87,11 +230,8 @@ def auth0_cell(text: str) -> Any:
         if number is not None:
             return number
     elif first in "[{":
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return text
-        if type(value) in (list, dict):
+        value = _json(text)
+        if value is not None:
             return value
     return text
 
@@ -101,16 +241,12 @@ def looks_auth0(cell: str) -> bool | None:
     None when the cell says nothing (empty, boolean, number, date, JSON)."""
     if not cell:
         return None
-    if cell[0] == "'":
+    if cell[0] == PREFIX:
         return True
     if cell in _BOOLEANS or is_iso_datetime(cell) or _number(cell) is not None:
         return None
     if cell[0] in "[{":
-        try:
-            value = orjson.loads(cell)
-        except orjson.JSONDecodeError:
-            return False
-        return None if type(value) in (list, dict) else False
+        return None if _json(cell) is not None else False
     return False
 
 
@@ -128,26 +264,81 @@ def detect_style(rows: Iterable[list[str]]) -> str:
 
 # --- reading --------------------------------------------------------------------------------
 
-Row = tuple[int, list[str]]
+# A row: the physical line it starts on, the line it ends on, and its cells.
+Row = tuple[int, int, list[str]]
 
 
-def _lines(buffered: io.BufferedReader) -> Iterator[str]:
-    """Decoded text lines for the csv module, split so that line numbers are physical lines.
+def _split_at_cr(buffered: io.BufferedReader) -> Iterator[bytes]:
+    """Lines of a file whose line ends are CR only, each with its CR (as the csv module wants)."""
+    pending = b""
+    while True:
+        block = buffered.read(READ_BLOCK)
+        if not block:
+            break
+        lines = (pending + block).split(b"\r")
+        pending = lines.pop()
+        for line in lines:
+            yield line + b"\r"
+    if pending:
+        yield pending
 
-    Lines are split at LF (CRLF keeps its CR, which the csv module handles) and each is decoded
-    on its own, so invalid UTF-8 is reported on its own line. A file with old-Mac CR-only line
-    ends has no LF at all; it goes through a text wrapper that splits at CR.
+
+def _byte_lines(buffered: io.BufferedReader) -> Iterator[bytes]:
+    """Physical lines as bytes, so that line numbers are those of the file.
+
+    Lines are split at LF (CRLF keeps its CR, which the csv module handles). A file with old-Mac
+    CR-only line ends has no LF in its first block at all; it is split at CR instead.
     """
-    head = buffered.peek(64 * 1024)
+    head = buffered.peek(READ_BLOCK)
     if b"\r" in head and b"\n" not in head:
-        return io.TextIOWrapper(buffered, encoding="utf-8", newline="")
-    return map(bytes.decode, buffered)
+        return _split_at_cr(buffered)
+    return iter(buffered)
+
+
+def _not_utf8(error: UnicodeDecodeError, line: int) -> str:
+    byte = error.object[error.start]
+    return (
+        f"invalid UTF-8 on line {line}: byte {error.start + 1} of the line (0x{byte:02x}) is "
+        "not UTF-8, so the input is not UTF-8 text. Convert it first from the encoding it is "
+        "in; Excel, for one, often saves CSV as Windows-1252: iconv -f WINDOWS-1252 -t UTF-8"
+    )
+
+
+def _lines_text(count: int, start: int, end: int) -> str:
+    return f"line {start}" if count == 1 else f"lines {start}-{end}"
+
+
+def _lines_lost(policy: ErrorPolicy, name: str, start: int, end: int, message: str) -> None:
+    """Report lines start..end as unreadable: the error (named at `start`) when failing, or one
+    skipped line per physical line when skipping, so the count is that of the lines lost."""
+    error = DataError(message, where=f"{name}:{start}")
+    policy.bad_line(error)
+    for line in range(start + 1, end + 1):
+        policy.bad_line(DataError(message, where=f"{name}:{line}"))
+
+
+def _count(lines: Iterator[bytes], name: str) -> int:
+    """How many lines are left (they are read, not parsed)."""
+    try:
+        return sum(1 for _ in lines)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"cannot read {name}: {error}") from None
 
 
 def _rows(buffered: io.BufferedReader, position: Position, policy: ErrorPolicy) -> Iterator[Row]:
-    """Non-blank rows with the physical line each starts on; malformed rows go to the policy."""
+    """Non-blank rows with the physical lines they span; rows that cannot be read go to the
+    policy, counted by the lines they cover.
+
+    After a malformed row the reader goes on with the line after the one where the csv module
+    gave up (the lines of the bad row are all counted). Two cases cannot be read past, because
+    it is unknown where the open quote would end: a quote never closed before the end of the
+    input (its lines, to the end, are counted), and a cell over FIELD_LIMIT (likely the same
+    mistake; the rest of the input is counted as unread).
+    """
     csv.field_size_limit(FIELD_LIMIT)
-    reader = csv.reader(_lines(buffered), strict=True)
+    name = position.name
+    byte_lines = _byte_lines(buffered)
+    reader = csv.reader(map(bytes.decode, byte_lines), strict=True)
     while True:
         start = reader.line_num + 1
         try:
@@ -155,25 +346,44 @@ def _rows(buffered: io.BufferedReader, position: Position, policy: ErrorPolicy) 
         except StopIteration:
             return
         except csv.Error as error:
-            hint = "; is a quote left open?" if "field limit" in str(error) else ""
-            where = f"{position.name}:{start}"
-            policy.bad_line(DataError(f"bad CSV: {error}{hint}", where=where))
+            end = max(reader.line_num, start)
+            text = str(error)
+            if "field limit" in text:
+                message = (
+                    f"the row that starts on line {start} has a cell longer than {FIELD_LIMIT:,} "
+                    f"characters (by line {end}): is a quote left open? The input after it "
+                    "cannot be read reliably"
+                )
+                if policy.skip:
+                    end += _count(byte_lines, name)
+                    message = f"lines {start}-{end} could not be read: {message}"
+                _lines_lost(policy, name, start, end, message)
+                return
+            count = end - start + 1
+            if text == "unexpected end of data":
+                message = (
+                    f"{_lines_text(count, start, end)} could not be read: the row that starts "
+                    f"on line {start} opens a quote that is never closed"
+                )
+            else:
+                message = f"bad CSV on line {end}: {text}"
+                if count > 1:
+                    message += f" (lines {start}-{end}, the row that starts on line {start})"
+            _lines_lost(policy, name, start, end, message)
             continue
         except UnicodeDecodeError as error:
-            # The line cannot be decoded, so the file cannot be resynchronised: always fatal.
-            raise DataError(
-                f"invalid UTF-8 ({error.reason}); convert the file first, "
-                "e.g. iconv -f latin1 -t utf-8",
-                where=f"{position.name}:{reader.line_num + 1}",
-            ) from None
+            # Which bytes belong to which cell is unknown from here on: always fatal.
+            line = reader.line_num + 1
+            raise DataError(_not_utf8(error, line), where=f"{name}:{line}") from None
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(f"cannot read {name}: {error}") from None
         if row:
-            yield start, row
+            yield start, reader.line_num, row
 
 
 def _header(cells: list[str], style: str, where: str) -> list[str]:
-    # Whether Auth0 escapes its header titles is not documented; if every one is prefixed, they are.
-    if style == "auth0" and all(cell[:1] == "'" for cell in cells):
-        cells = [cell[1:] for cell in cells]
+    if style == "auth0":
+        cells = read_titles(cells)
     seen: set[str] = set()
     for cell in cells:
         if cell in seen:
@@ -191,14 +401,23 @@ def _raise(error: DataError) -> Iterator[Row]:
 
 
 def read_csv(
-    buffered: io.BufferedReader, position: Position, policy: ErrorPolicy, *, style: str = "auto"
+    buffered: io.BufferedReader,
+    position: Position,
+    policy: ErrorPolicy,
+    *,
+    style: str = "auto",
+    nest: bool = True,
 ) -> Records:
-    """Records from CSV bytes: one per row, keyed by the header (the first non-blank row)."""
+    """Records from CSV bytes: one per row, keyed by the header (the first non-blank row).
+
+    With `nest` (the default), the auth0 style nests dotted titles back into objects (see
+    `nested_paths`); without it every title is a flat key.
+    """
     rows = _rows(buffered, position, policy)
     first = next(rows, None)
     if first is None:
         return
-    header_line, header_cells = first
+    header_line, _, header_cells = first
     if style == "auto":
         sample: list[Row] = []
         try:
@@ -211,23 +430,28 @@ def read_csv(
             sample_failed: DataError | None = error
         else:
             sample_failed = None
-        style = detect_style(cells for _, cells in sample)
+        style = detect_style(cells for _, _, cells in sample)
         rows = chain(sample, _raise(sample_failed)) if sample_failed else chain(sample, rows)
     header = _header(header_cells, style, f"{position.name}:{header_line}")
+    paths = nested_paths(header) if style == "auth0" and nest else None
     width = len(header)
     convert = auth0_cell
-    for line, cells in rows:
+    name = position.name
+    for line, end, cells in rows:
         if len(cells) != width:
-            policy.bad_line(
-                DataError(
-                    f"expected {width} fields as in the header (line {header_line}), "
-                    f"found {len(cells)}",
-                    where=f"{position.name}:{line}",
-                )
+            _lines_lost(
+                policy,
+                name,
+                line,
+                end,
+                f"expected {width} fields as in the header (line {header_line}), "
+                f"found {len(cells)}",
             )
             continue
         position.number = line
         if style == "plain":
             yield dict(zip(header, [cell or None for cell in cells], strict=True))
-        else:
+        elif paths is None:
             yield dict(zip(header, [convert(cell) for cell in cells], strict=True))
+        else:
+            yield _nest(paths, [convert(cell) for cell in cells])

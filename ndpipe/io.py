@@ -236,7 +236,7 @@ def sniff(stream: BinaryIO, name: str = "input") -> Sniffed:
         raise DataError(f"cannot read {name}: it is {reason}")
     lines_skipped = 0
     # White space longer than one peek: consume it (blank lines only) until content shows.
-    while head and not head.lstrip(_JSON_WHITE_SPACE) and len(head) >= SNIFF_BYTES:
+    while head and not head.lstrip(_JSON_WHITE_SPACE):
         lines_skipped += head.count(b"\n")
         buffered.read(len(head))
         head = _peek(buffered, name)
@@ -310,27 +310,13 @@ def _undecodable(data: bytes) -> DataError | None:
     return None
 
 
-def decode_error(data: bytes, error: ValueError) -> DataError:
+def decode_error(data: bytes, error: BaseException) -> DataError:
     """The DataError for JSON text that does not decode: named, with the spot shown."""
     bad_bytes = _undecodable(data)
     if bad_bytes is not None:
         return bad_bytes
-    message = getattr(error, "msg", None) or str(error)
-    position = getattr(error, "pos", None)
-    if "infinity" in message:
-        message = (
-            "a number beyond the range JSON numbers can be carried in (about 1.8e308; "
-            "an integer of more than 308 digits)"
-        )
-    return DataError(f"invalid JSON: {message}{_excerpt(data, position)}")
-
-
-def _decode_exact(data: bytes) -> Any:
-    """`data` through the exact path (see ndpipe.codec), with its errors as DataErrors."""
-    try:
-        return codec.loads_exact(data)
-    except (orjson.JSONDecodeError, codec.NumberError) as error:
-        raise decode_error(data, error) from None
+    explained = codec.explain(data, error)
+    return DataError(f"invalid JSON: {explained.msg}{_excerpt(data, explained.pos)}")
 
 
 def _blocks(stream: BinaryIO, name: str) -> Iterator[bytes]:
@@ -369,28 +355,24 @@ def read_ndjson(
 ) -> Records:
     """One JSON object per line; blank lines are skipped; CRLF is fine (JSON whitespace).
 
-    Numbers are exact (see ndpipe.codec): the block is searched once for long number tokens,
-    and only lines holding one take the slow path.
+    Numbers are exact (see ndpipe.codec).
     """
-    loads = orjson.loads
-    JSONDecodeError = orjson.JSONDecodeError
+    decode = codec.decode
+    errors = codec.DECODE_ERRORS
     name = position.name
     number = first_line - 1
     for block in _blocks(stream, name):
         lines = block.split(b"\n")
         if not lines[-1]:
             lines.pop()
-        exact: set[int] = set()
-        for offset in codec.long_numbers(block):
-            exact.add(number + 1 + block.count(b"\n", 0, offset))
         for line in lines:
             number += 1
             try:
-                record = _decode_exact(line) if exact and number in exact else loads(line)
-            except (JSONDecodeError, DataError) as error:
+                record = decode(line)
+            except errors as error:
                 if not line.strip(_JSON_WHITE_SPACE):
                     continue
-                bad = error if isinstance(error, DataError) else decode_error(line, error)
+                bad = decode_error(line, error)
                 bad.where = f"{name}:{number}"
                 policy.bad_line(bad)
                 continue
@@ -449,15 +431,16 @@ class _ArrayScanner:
             if self.more(self.at) < 0:
                 return -1
 
-    def item(self) -> bytes:
-        """The bytes of the value that starts at the current position; moves past it."""
+    def item(self) -> tuple[bytes, Any]:
+        """The bytes of the value that starts at the current position, and the value when it is
+        already decoded (else NOT_DECODED); moves past it."""
         first = self.buffer[self.at]
         if first in b"{[" and self.line_mode:
             found = self._alone_on_line()
             if found is not None:
                 return found
         if first in b"{[":
-            return self._bracketed()
+            return self._bracketed(), NOT_DECODED
         pattern = _STRING if first == 34 else _SCALAR
         while True:
             match = pattern.match(self.buffer, self.at)
@@ -465,9 +448,9 @@ class _ArrayScanner:
             if end < len(self.buffer) or self.more(self.at) < 0:
                 break
         item, self.at = self.buffer[self.at : max(end, self.at + 1)], max(end, self.at + 1)
-        return item
+        return item, NOT_DECODED
 
-    def _alone_on_line(self) -> bytes | None:
+    def _alone_on_line(self) -> tuple[bytes, Any] | None:
         start = self.at
         line_end = self.buffer.find(b"\n", start)
         if line_end < 0:
@@ -479,14 +462,14 @@ class _ArrayScanner:
             end -= 1
         candidate = self.buffer[start:end]
         try:
-            orjson.loads(candidate)
-        except orjson.JSONDecodeError:
+            value = codec.decode(candidate)
+        except codec.DECODE_ERRORS:
             self.line_mode = False
             return None
         # A complete value that fills the line up to a separator: values end where they end,
         # so this is the item (the separator is read next).
         self.at = end
-        return candidate
+        return candidate, value
 
     def _bracketed(self) -> bytes:
         start = self.at
@@ -510,6 +493,8 @@ class _ArrayScanner:
                 return self.buffer[start:scan]
 
 
+# What the scanner gives for an item it has not decoded.
+NOT_DECODED = object()
 # JSON white space, a string (quote to quote, escapes skipped), a scalar (up to a separator),
 # and everything up to the next bracket that is not inside a string.
 _WHITE_SPACE_RUN = re.compile(rb"[ \t\r\n]+")
@@ -528,7 +513,7 @@ def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -
     position.unit = "record"
     name = position.name
     scanner = _ArrayScanner(stream, name)
-    loads = orjson.loads
+    decode = codec.decode
     number = 0
 
     def broken(reason: str) -> DataError:
@@ -544,18 +529,19 @@ def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -
             if scanner.next_byte() < 0:
                 raise broken("the input ends before the closing ]")
             try:
-                raw = scanner.item()
+                raw, record = scanner.item()
             except DataError as error:
                 raise broken(error.message) from None
             number += 1
             where = f"{name}: record {number}"
-            try:
-                record = _decode_exact(raw) if codec.long_numbers(raw) else loads(raw)
-            except (orjson.JSONDecodeError, DataError) as error:
-                bad = error if isinstance(error, DataError) else decode_error(raw, error)
-                bad.where = where
-                policy.bad_line(bad)
-                record = None
+            if record is NOT_DECODED:
+                try:
+                    record = decode(raw)
+                except codec.DECODE_ERRORS as error:
+                    bad = decode_error(raw, error)
+                    bad.where = where
+                    policy.bad_line(bad)
+                    record = None
             if record is not None and type(record) is not dict:
                 policy.bad_line(
                     DataError(f"expected a JSON object, got {_describe(record)}", where=where)

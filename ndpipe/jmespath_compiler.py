@@ -1,4 +1,4 @@
-"""Compile JMESPath to nested Python closures that give exactly what `jmespath` 1.1.0 gives.
+"""Compile JMESPath to nested Python closures that give what `jmespath` 1.1.0 gives, checked first.
 
 `jmespath.compile(text).search(value)` walks the AST on every call: for each node it looks up a
 `visit_*` method by the node's type string, and `ParsedResult.search` builds a new
@@ -12,11 +12,25 @@ Semantics are the interpreter's, including its quirks (`0` is true, `!0` is fals
 `true != 1`, ordering only between numbers and strings, projections drop nulls, a multi-select on
 null is null). The closures take a fast path for the exact JSON types (`type(v) is dict`, ...) and
 fall back to code that mirrors the interpreter line by line for anything else (dict subclasses,
-Decimal from ijson, ...). Function calls check argument types with the same fast-path rule: values
-of the exact JSON types that jmespath accepts run the function directly; anything else goes through
-`jmespath.functions.Functions.call_function`, so every type, arity and unknown-function error is
-jmespath's own exception with jmespath's own message. Errors that jmespath leaves to Python (a
-string compared with a number by `<`, a slice step of 0) are the same Python exceptions.
+Decimal, ...). Function calls check argument types with the same fast-path rule: values of the
+exact JSON types that jmespath accepts run the function directly; anything else goes through
+`jmespath.functions.Functions.call_function`, so every type error is jmespath's own exception with
+jmespath's own message. Errors that jmespath leaves to Python (a string compared with a number by
+`<`, a slice step of 0) are the same Python exceptions.
+
+Where this module differs from the interpreter, on purpose:
+
+- What every evaluation would raise is raised by `compile_expression`, before any input is read:
+  an unknown function, a wrong number of arguments, an argument of the wrong type that is written
+  as a literal (`length(`1`)`) or an `&expression`. The interpreter raises these only when it
+  reaches the call, and never if a short circuit (`a || nosuch(b)`) skips it.
+- Numbers stay within the range of a double, as ndpipe reads them (ints exact, floats finite). A
+  literal beyond it (`1e400`, an int of 309 digits and more), `NaN` or `Infinity` is refused at
+  compile time. `to_number` reads the JSON number syntax only, and gives null for any other
+  string and for a number beyond the range (the interpreter reads `' 12'`, `'+5'`, `'1_000'` and
+  `'nan'` with Python's `int` and `float`, and gives infinity for `'1e400'`). When the float sum
+  of `sum` or `avg` overflows on the way, the exact result is rounded instead; when that is out
+  of range too, they raise `NumberRangeError` (a JMESPathError) rather than give infinity.
 
 Node types this module does not know (a later jmespath) are evaluated by jmespath's
 `TreeInterpreter` for that subtree.
@@ -27,18 +41,21 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
+from fractions import Fraction
 from numbers import Number
 from types import MethodType
 from typing import Any
 
-import jmespath
 from jmespath import exceptions
 from jmespath.functions import REVERSE_TYPES_MAP, TYPES_MAP, Functions
+from jmespath.parser import ParsedResult, Parser
 from jmespath.visitor import TreeInterpreter, Visitor, _Expression
 
-__all__ = ["Evaluator", "compile_expression"]
+__all__ = ["Evaluator", "LiteralNumberError", "NumberRangeError", "compile_expression"]
 
 Evaluator = Callable[[Any], Any]
 # An AST node: {"type": str, "children": [...], "value": ...}, as jmespath's parser builds it.
@@ -55,18 +72,208 @@ _PYTHON_TRUTH_TYPES = frozenset({str, list, dict, bool})
 
 _FUNCTIONS = Functions()
 _call_function = _FUNCTIONS.call_function
+# The same object, for its type check, which the stubs for jmespath leave out.
+_FUNCTION_CHECKS: Any = _FUNCTIONS
 _FUNCTION_TABLE: dict[str, dict[str, Any]] = Functions.FUNCTION_TABLE
 _INTERPRETER = TreeInterpreter()
 
 
-def compile_expression(text: str) -> Evaluator:
-    """Compile JMESPath `text` into a function of one value.
+class LiteralNumberError(exceptions.LexerError):
+    """A literal with a number beyond the range of a double (`1e400`), or NaN or Infinity."""
 
-    Syntax errors are raised here, as jmespath raises them (`jmespath.exceptions.ParseError` and
-    subclasses, `EmptyExpressionError`). Everything else (type, arity, unknown-function errors) is
-    raised when the function is called, exactly when the interpreter would raise it.
+
+class NumberRangeError(exceptions.JMESPathError):
+    """A function's result would be a number beyond the range of a double."""
+
+
+def compile_expression(text: str) -> Evaluator:
+    """Compile JMESPath `text` into a function of one value, or raise what is wrong with it.
+
+    Raised here, with jmespath's own exception types: syntax errors (`ParseError` and subclasses,
+    `EmptyExpressionError`, as jmespath raises them), an unknown function (`UnknownFunctionError`),
+    a wrong number of arguments (`ArityError`, `VariadictArityError`), a literal or `&expression`
+    argument of a type the function refuses (`JMESPathTypeError`), and a literal whose number JSON
+    cannot carry (`LiteralNumberError`). Each error found by these checks has `lex_position`, the
+    offset in `text` of the function name or literal it is about, like a ParseError's. The
+    leftmost problem is the one raised.
     """
-    return _compile(jmespath.compile(text).parsed)
+    parser = _PositionParser()
+    parsed = parser.parse(text).parsed
+    problems: list[tuple[int, exceptions.JMESPathError]] = []
+    _find_problems(parsed, parser.spans, text, problems)
+    if problems:
+        position, error = min(problems, key=lambda problem: problem[0])
+        # jmespath's ParseError keeps the offset of its token there; these errors do the same.
+        error.lex_position = position  # type: ignore[attr-defined]
+        raise error
+    return _compile(parsed)
+
+
+# --- checks before compiling
+
+# The stubs for jmespath leave out the parser's private methods that _PositionParser extends.
+_PARSER_METHODS: Any = Parser
+
+
+class _PositionParser(Parser):
+    """jmespath's parser, also noting where each literal and each function name is in the text.
+
+    `spans` maps id(node) to (start, end) offsets in the text, for the literal, expref and
+    function_expression nodes (for a function, the span of its name).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: dict[int, tuple[int, int]] = {}
+        self._text = ""
+
+    def parse(self, expression: str) -> ParsedResult:
+        # Not through the cache all jmespath parsers share: spans are noted only while parsing.
+        self._text = expression
+        result: ParsedResult = _PARSER_METHODS._do_parse(self, expression)
+        return result
+
+    def _token_nud_literal(self, token: dict[str, Any]) -> Node:
+        node = _PARSER_METHODS._token_nud_literal(self, token)
+        self.spans[id(node)] = (token["start"], self._end_of_last_parsed())
+        return node
+
+    def _token_nud_expref(self, token: dict[str, Any]) -> Node:
+        node = _PARSER_METHODS._token_nud_expref(self, token)
+        self.spans[id(node)] = (token["start"], self._end_of_last_parsed())
+        return node
+
+    def _end_of_last_parsed(self) -> int:
+        # Where the next token starts, less the white space before it. (A literal token's own
+        # "end" is its length, but one short when the literal ends the text.)
+        start: int = _PARSER_METHODS._lookahead_token(self, 0)["start"]
+        return len(self._text[:start].rstrip())
+
+    def _token_led_lparen(self, left: Node) -> Node:
+        # Called just after the "(": the token before it is the function's name.
+        name = _PARSER_METHODS._lookahead_token(self, -2)
+        node = _PARSER_METHODS._token_led_lparen(self, left)
+        self.spans[id(node)] = (name["start"], name["start"] + len(name["value"]))
+        return node
+
+
+def _find_problems(
+    node: Node,
+    spans: dict[int, tuple[int, int]],
+    text: str,
+    found: list[tuple[int, exceptions.JMESPathError]],
+) -> None:
+    node_type = node["type"]
+    problem: exceptions.JMESPathError | None = None
+    if node_type == "function_expression":
+        problem = _call_problem(node, spans, text)
+    elif node_type == "literal":
+        problem = _literal_problem(node["value"], *spans[id(node)], text)
+    if problem is not None:
+        found.append((spans[id(node)][0], problem))
+    for child in node["children"]:
+        # A slice's children are its bounds (int or None), not nodes.
+        if type(child) is dict:
+            _find_problems(child, spans, text, found)
+
+
+def _call_problem(
+    node: Node, spans: dict[int, tuple[int, int]], text: str
+) -> exceptions.JMESPathError | None:
+    """What calling this function would raise whatever the input, checked as jmespath checks it."""
+    name = node["value"]
+    arguments = node["children"]
+    spec = _FUNCTION_TABLE.get(name)
+    if spec is None:
+        return exceptions.UnknownFunctionError(f"Unknown function: {name}()")
+    signature = spec["signature"]
+    if signature and signature[-1].get("variadic"):
+        if len(arguments) < len(signature):
+            return exceptions.VariadictArityError(len(signature), len(arguments), name)
+    elif len(arguments) != len(signature):
+        return exceptions.ArityError(len(signature), len(arguments), name)
+    # Only arguments whose value is known now (literals, &expressions) can be checked; jmespath
+    # checks only as many arguments as the signature lists.
+    for parameter, argument in zip(signature, arguments, strict=False):
+        types = parameter["types"]
+        if not types:
+            continue
+        if argument["type"] == "literal":
+            try:
+                _FUNCTION_CHECKS._type_check_single(argument["value"], types, name)
+            except exceptions.JMESPathTypeError as error:
+                return error
+        elif argument["type"] == "expref" and "expref" not in types:
+            start, end = spans[id(argument)]
+            # The interpreter would show the object's repr; the expression's text says more.
+            return exceptions.JMESPathTypeError(name, text[start:end].rstrip(), "expref", types)
+    return None
+
+
+# The number tokens of JSON (RFC 8259), in ASCII digits only.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# An int of at most this many bits is within a double's range (below 2**1024 less half an ulp).
+_DOUBLE_BITS = 1023
+# The largest double has 309 digits before the point; an int of fewer is within the range.
+_DOUBLE_DIGITS = len(str(int(sys.float_info.max)))
+
+
+def _in_double_range(number: int) -> bool:
+    if number.bit_length() <= _DOUBLE_BITS:
+        return True
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
+
+
+def _literal_problem(
+    value: Any, start: int, end: int, text: str
+) -> exceptions.JMESPathError | None:
+    token = text[start:end]
+    reason = None
+    out_of_range = _first_out_of_range(value)
+    if out_of_range is not None:
+        # Python's json reads NaN and Infinity, which are not JSON, and 1e400 as infinity.
+        if type(out_of_range) is float and math.isnan(out_of_range):
+            reason = "NaN in literal is not a JSON number"
+        elif "Infinity" in token:
+            reason = "Infinity in literal is not a JSON number"
+        else:
+            reason = _LITERAL_OUT_OF_RANGE
+    elif (
+        type(value) is str
+        and token.startswith("`")
+        and token[1:-1].lstrip() == value
+        and _JSON_NUMBER.fullmatch(value.rstrip())
+    ):
+        # jmespath reads a literal that is not valid JSON as a string (a deprecated form), and
+        # `json.loads` refuses an int of more digits than Python converts (4,300 by default).
+        reason = _LITERAL_OUT_OF_RANGE
+    if reason is None:
+        return None
+    error = LiteralNumberError(start, token, reason)
+    error.expression = text
+    return error
+
+
+_LITERAL_OUT_OF_RANGE = "number out of range in literal (beyond the largest double, about 1.8e308)"
+
+
+def _first_out_of_range(value: Any) -> int | float | None:
+    """The first number in `value` beyond a double's range (a float: not finite), if any."""
+    value_type = type(value)
+    if value_type is float:
+        return None if math.isfinite(value) else value
+    if value_type is int:
+        return None if _in_double_range(value) else value
+    items = value if value_type is list else value.values() if value_type is dict else ()
+    for item in items:
+        found = _first_out_of_range(item)
+        if found is not None:
+            return found
+    return None
 
 
 # --- the interpreter's helpers, mirrored (jmespath.visitor keeps them private)
@@ -1024,6 +1231,101 @@ def _not_null(*values: Any) -> Any:
     return None
 
 
+# Numbers. JSON numbers are carried here as doubles or exact ints within a double's range (what
+# ndpipe reads: beyond about 1.8e308 it refuses a number, int or not). The functions below give
+# what jmespath gives whenever that is such a number. Python ints are exact at any size, so only
+# floats overflow (to infinity, silently, or with OverflowError when an int too large for a float
+# meets a float), and only `sum` makes ints larger than it was given.
+
+
+def _sum(numbers: list[Any]) -> Any:
+    try:
+        total = sum(numbers)
+    except OverflowError:
+        return _exact_float("sum", _exact_sum(numbers))
+    if type(total) is float:
+        if math.isfinite(total):
+            return total
+        # The float sum overflowed on the way; the exact one may still be in range.
+        return _exact_float("sum", _exact_sum(numbers))
+    if total.bit_length() <= _DOUBLE_BITS or _in_double_range(total):
+        return total
+    raise _out_of_range("sum")
+
+
+def _average(numbers: list[Any]) -> Any:
+    if not numbers:
+        return None
+    try:
+        mean = sum(numbers) / len(numbers)
+    except OverflowError:
+        mean = math.inf
+    if math.isfinite(mean):
+        return mean
+    return _exact_float("avg", _exact_sum(numbers) / len(numbers))
+
+
+def _exact_sum(numbers: list[Any]) -> Fraction:
+    return sum(map(Fraction, numbers), Fraction(0))
+
+
+def _exact_float(function_name: str, exact: Fraction) -> float:
+    """`exact` correctly rounded to a float, or NumberRangeError when it is beyond the largest."""
+    try:
+        return float(exact)
+    except OverflowError:
+        raise _out_of_range(function_name) from None
+
+
+def _out_of_range(function_name: str) -> NumberRangeError:
+    return NumberRangeError(
+        f"{function_name}() result is out of range (beyond the largest double, about 1.8e308)"
+    )
+
+
+_interpreter_to_number = MethodType(_FUNCTION_TABLE["to_number"]["function"], _FUNCTIONS)
+
+
+def _to_number(value: Any) -> Any:
+    if type(value) is str:
+        # The common case first, without the regular expression: a plain integer.
+        if (
+            value.isdigit()
+            and value.isascii()
+            and len(value) < _DOUBLE_DIGITS
+            and (value[0] != "0" or len(value) == 1)
+        ):
+            return int(value)
+        return _number_of_text(value)
+    if type(value) is int or type(value) is float:
+        return value
+    if isinstance(value, str):
+        return _number_of_text(value)
+    # Anything else as the interpreter has it (null for null, booleans, arrays and objects).
+    number = _interpreter_to_number(value)
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    return number
+
+
+def _number_of_text(text: str) -> int | float | None:
+    """The number a JSON number token reads as (an int exactly); None for other text, or when
+    the number is beyond a double's range."""
+    match = _JSON_NUMBER.fullmatch(text)
+    if match is None:
+        return None
+    if match.lastindex is None:  # no fraction and no exponent: an int
+        digits = len(text) - text.startswith("-")
+        if digits < _DOUBLE_DIGITS:
+            return int(text)
+        if digits > _DOUBLE_DIGITS:  # also keeps int() from digit strings it refuses to read
+            return None
+        integer = int(text)
+        return integer if _in_double_range(integer) else None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
 # Faster equivalents of jmespath's function bodies, valid once the argument check has passed.
 _FAST_BODIES: dict[str, Callable[..., Any]] = {
     "length": len,
@@ -1036,36 +1338,25 @@ _FAST_BODIES: dict[str, Callable[..., Any]] = {
     "starts_with": str.startswith,
     "ends_with": str.endswith,
     "join": str.join,
-    "sum": sum,
+    "sum": _sum,
+    "avg": _average,
+    "to_number": _to_number,
     "to_string": _to_string,
     "not_null": _not_null,
 }
 
 
 def _compile_function(node: Node) -> Evaluator:
+    # compile_expression has checked that the function exists and takes this many arguments.
     name = node["value"]
     argument_nodes = node["children"]
-    spec = _FUNCTION_TABLE.get(name)
-    if spec is not None and _arity_matches(spec["signature"], len(argument_nodes)):
-        with_expression = _EXPRESSION_FUNCTIONS.get(name)
-        if with_expression is not None:
-            compiled = with_expression(name, argument_nodes)
-            if compiled is not None:
-                return compiled
-        return _checked_call(name, spec, [_compile(child) for child in argument_nodes])
-    # Unknown function or wrong arity: jmespath raises after evaluating the arguments.
-    arguments = tuple(_compile(child) for child in argument_nodes)
-
-    def call(value: Any) -> Any:
-        return _call_function(name, [argument(value) for argument in arguments])
-
-    return call
-
-
-def _arity_matches(signature: Any, count: int) -> bool:
-    if signature and signature[-1].get("variadic"):
-        return count >= len(signature)
-    return count == len(signature)
+    with_expression = _EXPRESSION_FUNCTIONS.get(name)
+    if with_expression is not None:
+        compiled = with_expression(name, argument_nodes)
+        if compiled is not None:
+            return compiled
+    arguments = [_compile(child) for child in argument_nodes]
+    return _checked_call(name, _FUNCTION_TABLE[name], arguments)
 
 
 def _checked_call(name: str, spec: dict[str, Any], arguments: list[Evaluator]) -> Evaluator:

@@ -238,6 +238,21 @@ class Faults:
         matching requests have been answered."""
         self._add("hang_up", count, path, after=after)
 
+    def echo_credentials(
+        self,
+        count: int | None = 1,
+        *,
+        status: int = 400,
+        path: str | None = None,
+        text: bool = False,
+        padding: int = 0,
+    ) -> None:
+        """Answer STATUS to the next COUNT API requests (the token request too) with an error
+        that quotes the request's Authorization header and body, as a careless proxy or debug
+        page does: a JSON error by default; with `text`, a plain-text page in which PADDING
+        filler characters come before "Authorization: Bearer TOKEN"."""
+        self._add("echo", count, path, status=status, text=text, padding=padding)
+
     def drop_downloads(self, count: int = 1, *, after_bytes: int | None = None) -> None:
         """Send headers and part of the body (default: half), then close the socket."""
         self._add("drop", count, None, after_bytes=after_bytes)
@@ -332,6 +347,17 @@ def api_error(status: int, message: str, error_code: str | None = None) -> HTTPE
     if error_code:
         body["errorCode"] = error_code
     return HTTPError(status, body)
+
+
+def _echo(request: LoggedRequest, status: int, text: bool, padding: int) -> HTTPError:
+    echoed = (
+        f"Authorization: {request.header('authorization') or '(none)'} "
+        f"in {request.method} {request.path} with body {request.body.decode(errors='replace')}"
+    )
+    if text:
+        page = "x" * padding + " " + echoed
+        return HTTPError(status, page.encode(), {"Content-Type": "text/plain; charset=utf-8"})
+    return HTTPError(status, {"statusCode": status, "error": "Bad Request", "message": echoed})
 
 
 def s3_error(status: int, code: str, message: str) -> HTTPError:
@@ -608,9 +634,11 @@ class FakeAuth0:
     def _route(self, handler: _Handler, request: LoggedRequest) -> None:
         path, method = request.path, request.method
         download = path.startswith("/downloads/")
-        rule = self.faults.take(path, download, ("rate_limit", "status", "hang_up"))
+        rule = self.faults.take(path, download, ("rate_limit", "status", "hang_up", "echo"))
         if rule is not None and rule.kind == "hang_up":
             _hang_up(handler)
+        if rule is not None and rule.kind == "echo":
+            raise _echo(request, **rule.params)
         if rule is not None and rule.kind == "rate_limit":
             reset = rule.params["reset_at"] or int(time.time() + rule.params["reset_in"] + 0.999)
             error = api_error(429, "Global limit has been reached", "too_many_requests")

@@ -10,7 +10,7 @@ import gzip
 import json
 import socket
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from ndpipe.auth0.client import (
     RetryPolicy,
     _Decoder,
 )
-from ndpipe.errors import EXIT_DATA, Refused, RemoteError, UsageError
+from ndpipe.errors import EXIT_DATA, EXIT_REMOTE, Refused, RemoteError, UsageError
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import (
     DEFAULT_CONNECTION,
@@ -123,7 +123,7 @@ def run_import(client: Auth0Client, server: FakeAuth0, users: list[Any], **optio
 
 
 def test_domain_forms_and_audience() -> None:
-    bare = Credentials("tenant.eu.auth0.com/", "id", "secret")
+    bare = Credentials("tenant.eu.auth0.com/", "id", "client-secret-of-the-test")
     assert bare.base_url == "https://tenant.eu.auth0.com"
     assert bare.audience == "https://tenant.eu.auth0.com/api/v2/"
     local = Credentials("http://127.0.0.1:8080", token="t")
@@ -1084,3 +1084,136 @@ def test_no_secret_or_token_in_notices_errors_or_the_wrong_places(
             assert request.header("authorization") is None
             assert b"eyJ" not in raw
     assert notices  # the faults did produce notices, and they were checked
+
+
+# --- malformed settings, and httpx's own errors -------------------------------------------------
+
+
+def mock_client(
+    handler: Callable[[httpx.Request], httpx.Response], fake_time: FakeTime, notices: list[str]
+) -> Auth0Client:
+    return Auth0Client(
+        Credentials("tenant.auth0.com", token="mock-token-value"),
+        transport=httpx.MockTransport(handler),
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        jitter=lambda: JITTER,
+        notify=notices.append,
+    )
+
+
+def test_credentials_drop_the_whitespace_around_them() -> None:
+    credentials = Credentials(" tenant.auth0.com\r\n", "id\t", "\tsecret-value\r\n", "tok-abc\r\n")
+    assert credentials.base_url == "https://tenant.auth0.com"
+    assert (credentials.client_id, credentials.client_secret, credentials.token) == (
+        "id",
+        "secret-value",
+        "tok-abc",
+    )
+    assert Credentials("tenant.auth0.com", "id", "client-secret-of-the-test", " \r\n").token is None
+
+
+@pytest.mark.parametrize("name", ["client_id", "client_secret", "token"])
+@pytest.mark.parametrize("value", ["hush\nhush-value", "hush hush-value", "hush-hush-välue"])
+def test_credentials_refuse_what_no_header_carries(name: str, value: str) -> None:
+    given = {"client_id": "id", "client_secret": "client-secret-of-the-test", name: value}
+    with pytest.raises(UsageError, match="only visible ASCII") as caught:
+        Credentials("tenant.auth0.com", **given)
+    assert "hush" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "domain", ["http://[::1", "http://[::1]x", "http://h:99999", "http://h:port", "https://"]
+)
+def test_a_malformed_domain_is_a_usage_error(domain: str) -> None:
+    with pytest.raises(UsageError, match="domain") as caught:
+        Auth0Client(Credentials(domain, token="a-token-value")).close()
+    assert caught.value.__context__ is None
+
+
+@pytest.mark.parametrize("token", ["hush-token-value\r", "hush\ntoken-value", "hush-tøken-value"])
+def test_a_token_httpx_cannot_send_is_a_usage_error_and_not_retried(
+    auth0_server: FakeAuth0, fake_time: FakeTime, notices: list[str], token: str
+) -> None:
+    credentials = Credentials(auth0_server.base_url, token="placeholder-token")
+    object.__setattr__(credentials, "token", token)  # as if the checks had been skipped
+    client = Auth0Client(credentials, sleep=fake_time.sleep, notify=notices.append)
+    with client, pytest.raises(UsageError, match="could not be sent") as caught:
+        client.resolve_connection(DEFAULT_CONNECTION)
+    assert "hush" not in str(caught.value)
+    assert caught.value.__context__ is None  # httpx's exception, which quotes it, is gone
+    assert fake_time.sleeps == [] and notices == [] and auth0_server.log == []
+
+
+def test_an_access_token_that_cannot_be_sent_is_never_sent(
+    auth0_server: FakeAuth0,
+    client: Auth0Client,
+    fake_time: FakeTime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issue_token = auth0_server.issue_token
+    issued: list[str] = []
+
+    def with_crlf(scopes: Any = None) -> str:
+        issued.append(issue_token(scopes))
+        return issued[-1] + "\r\n"
+
+    monkeypatch.setattr(auth0_server, "issue_token", with_crlf)
+    with pytest.raises(RemoteError, match="cannot be sent in a header") as caught:
+        client.resolve_connection(DEFAULT_CONNECTION)
+    assert issued and issued[0] not in str(caught.value)
+    assert [request.path for request in auth0_server.log] == ["/oauth/token"]
+    assert fake_time.sleeps == []
+
+
+def test_echoed_credentials_are_redacted(
+    auth0_server: FakeAuth0, fake_time: FakeTime, notices: list[str]
+) -> None:
+    auth0_server.faults.echo_credentials(1, status=401, path="/oauth/token")
+    with make_client(auth0_server, fake_time, notices) as client:
+        with pytest.raises(Refused) as refused:
+            client.resolve_connection(DEFAULT_CONNECTION)
+        auth0_server.faults.echo_credentials(1, status=403, path="/api/v2/connections")
+        with pytest.raises(Refused) as echoed:
+            client.resolve_connection(DEFAULT_CONNECTION)
+    assert "client_secret=[redacted]" in str(refused.value)
+    assert "Authorization: Bearer [redacted]" in str(echoed.value)
+    for text in (str(refused.value), str(echoed.value)):
+        assert auth0_server.client_secret not in text
+        assert all(token not in text for token in auth0_server.tokens)
+
+
+def test_a_garbled_response_is_retried_then_a_remote_error(
+    fake_time: FakeTime, notices: list[str]
+) -> None:
+    def garbled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+
+    client = mock_client(garbled, fake_time, notices)
+    with client, pytest.raises(RemoteError, match="after 6 attempts: DecodingError") as caught:
+        client.resolve_connection(DEFAULT_CONNECTION)
+    assert caught.value.exit_code == EXIT_REMOTE
+    assert caught.value.__context__ is None
+    assert len(fake_time.sleeps) == 5
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("http://[::1/x.gz?Signature=sig-value", "has no usable download location"),
+        ("https://files.example:port/x.gz?Signature=sig-value", r"cannot be requested \(Inv"),
+    ],
+)
+def test_an_unusable_download_link_is_a_remote_error(
+    fake_time: FakeTime, notices: list[str], location: str, message: str
+) -> None:
+    def completed(request: httpx.Request) -> httpx.Response:
+        job = {"id": "job_x", "type": "users_export", "status": "completed", "location": location}
+        return httpx.Response(200, json=job)
+
+    client = mock_client(completed, fake_time, notices)
+    with client, pytest.raises(RemoteError, match=message) as caught:
+        b"".join(client.stream_export("job_x"))
+    assert "sig-value" not in str(caught.value)
+    assert caught.value.__context__ is None
+    assert fake_time.sleeps == []

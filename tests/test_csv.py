@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ndpipe import codec
+from ndpipe.csvio import header_cell
 from ndpipe.errors import RecordError
 from ndpipe.ops.csv import (
     Dropped,
@@ -85,6 +87,63 @@ def test_values_become_cells():
         "s,t,f,n,i,x,big,a,e",
         'x,true,false,,19,1.5,1e+20,"[""admin"",""q\\""uote""]",[]',
     ]
+
+
+def test_numbers_are_written_exactly():
+    big = 2**64 * 12345 + 6789  # beyond 64 bits
+    record = {
+        "big": big,
+        "negative": -big,
+        "float": 0.1,
+        "tiny": 5e-324,
+        "huge": 1.7976931348623157e308,
+        "in_json": [big, 0.1, {"n": -big}],
+    }
+    (_, line) = lines([record])
+    cells = next(stdlib_csv.reader([line]))
+    assert cells[:5] == [str(big), str(-big), "0.1", "5e-324", "1.7976931348623157e+308"]
+    assert codec.loads(cells[5]) == [big, 0.1, {"n": -big}]
+    assert type(codec.loads(cells[5])[0]) is int
+
+
+def test_header_cells_get_the_formula_rule():
+    record = {
+        "=HYPERLINK(1)": 1,
+        "email": 2,
+        "@SUM(A1)": 3,
+        " +1+1": 4,
+        "-12.5": 5,
+        "+14155550100": 6,
+        "'=x": 7,
+        "'plain": 8,
+        "m": {"=x": 9},
+    }
+    (header, _) = lines([record])
+    assert next(stdlib_csv.reader([header])) == [
+        "'=HYPERLINK(1)",
+        "email",
+        "'@SUM(A1)",
+        "' +1+1",
+        "-12.5",
+        "+14155550100",
+        "''=x",  # so that reading it back removes exactly one '
+        "'plain",
+        "m.=x",
+    ]
+    # --columns are protected alike, and still match the record's keys.
+    assert lines([{"-2+3": "x"}], columns=["-2+3"]) == ['"\'-2+3"', "x"]
+
+
+def test_records_nested_a_thousand_levels_deep():
+    record: dict[str, Any] = {"v": "=x"}
+    for _ in range(999):
+        record = {"v": record, "n": 1}
+    header, row = lines([record])
+    names = flatten_names(record)
+    assert names[0] == ".".join(["v"] * 1000)
+    assert len(names) == 1000 and names[-1] == "n"
+    assert header.split(",") == names
+    assert row == "=x" + ",1" * 999
 
 
 def test_nested_objects_flatten_to_dotted_columns():
@@ -214,7 +273,8 @@ def test_stdlib_reader_reads_back_the_same_cells(keys, data, delimiter, crlf):
     out = io.BytesIO()
     write_lines(csv(records, delimiter=delimiter), out, line_end="\r\n" if crlf else "\n")
     # With no records there is no first record to take the header from: no output at all.
-    assert parse(out.getvalue().decode(), delimiter) == ([keys, *rows] if rows else [])
+    header = [header_cell(key) for key in keys]
+    assert parse(out.getvalue().decode(), delimiter) == ([header, *rows] if rows else [])
 
 
 # --- through the CLI ------------------------------------------------------------------------
@@ -298,6 +358,26 @@ def test_empty_input_and_header_only():
     assert run_ndpipe("csv", input=b"").stdout == b""
     result = run_ndpipe("csv", "--columns", "email,name", "--bom", input=b"")
     assert result.stdout == "\ufeffemail,name\n".encode()
+
+
+def test_deep_records_through_the_cli_are_written_without_a_traceback():
+    # Built as text: encoding or comparing 1,000-deep values in this process would hit
+    # Python's default recursion limit, which the CLI raises.
+    deep_object = '{"v":' * 1000 + '"=x","a":[[["=y"]]]' + "}" * 1000
+    deep_array = "[" * 1000 + '"=z"' + "]" * 1000
+    data = f'{{"deep":{deep_object}}}\n{{"deep":{deep_array}}}\n'.encode()
+    result = shell("ndpipe escape-csv | ndpipe csv --columns deep", input=data)
+    assert result.returncode == 0, result.stderr
+    rows = parse(result.stdout.decode())
+    assert rows[0] == ["deep"]
+    assert rows[1][0] == deep_object.replace('"=x"', '"\'=x"')  # one JSON cell, escaped
+    assert rows[2][0] == deep_array  # arrays are left alone
+    flat = shell("ndpipe escape-csv | ndpipe csv", input=deep_object.encode() + b"\n")
+    assert flat.returncode == 0, flat.stderr
+    header, row = parse(flat.stdout.decode())
+    assert header == [".".join(["v"] * 999 + ["v"]), ".".join(["v"] * 999 + ["a"])]
+    assert row == ["'=x", '[[["=y"]]]']
+    assert b"Traceback" not in result.stderr + flat.stderr
 
 
 def test_chained_in_one_process_matches_the_pipe():

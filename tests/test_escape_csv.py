@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv as stdlib_csv
 import io
+import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from ndpipe.ops.escape_csv import escape_auth0, escape_csv, escape_formula, unes
 from tests.conftest import FIXTURES, ndjson, records, run_ndpipe, shell
 
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
+SIGNS = "=+-@"
 
 
 @pytest.mark.parametrize("first", TRIGGERS)
@@ -23,9 +26,111 @@ def test_formula_prefixes_strings_that_start_with_a_trigger(first):
     assert escape_formula(first + "SUM(A1)") == "'" + first + "SUM(A1)"
 
 
-@pytest.mark.parametrize("text", ["", "jane", " =x", "a=b", "'already", "\n=x", "1+1", "é"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "=1",
+        "-2+3",
+        "+1+cmd|' /C calc'!A0",
+        "+1-555-0100",  # a spreadsheet computes it: -654
+        "+1 415 555 0100",
+        "@SUM(A1:A9)",
+        "-",
+        "+",
+        "-1,000",
+        "+14155550100 ",
+        "=-12.5",
+        "\x00=1",
+        "\tTabbed",
+        "\rCarriage",
+        "\x00x",
+        # signs behind characters spreadsheets strip or do not show
+        " =1",
+        "   +1+1",
+        "\n=x",
+        "\u00a0=x",
+        "\u3000@x",
+        "\ufeff=1",
+        "\u200b=1",
+        "\u200b\u200c\u200d\u2060-2+3",
+        "\u202e@x",
+        "\x0b-x",
+        "\u0085=x",
+    ],
+)
+def test_formula_escapes_what_a_spreadsheet_could_run(text):
+    assert escape_formula(text) == "'" + text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "jane",
+        "a=b",
+        "'already",
+        "'=x",
+        "1+1",
+        "é",
+        "O'Brien",
+        " padded",
+        "\u200bjane",
+        "\ufeff",
+        " ",
+        # entirely a number: a spreadsheet reads a number, and a CRM must get it unchanged
+        "+14155550100",
+        "+6421555010",
+        "-12.5",
+        "-0",
+        "+.5",
+        "-7.",
+        "-1e5",
+        "+2.5E-3",
+        "-123456789012345678901234567890",
+        " -12.5",
+        "\u200b+14155550100",
+    ],
+)
 def test_formula_leaves_other_strings_alone(text):
     assert escape_formula(text) == text
+
+
+def spreadsheet_runs(cell: str) -> bool:
+    """A pessimistic model of a spreadsheet opening a cell: it drops leading white space,
+    control and format characters, and then runs anything that starts with a sign and is not a
+    plain number, or starts with tab or CR. A leading ' makes the cell text."""
+    if cell[:1] == "'":
+        return False
+    if cell[:1] in ("\t", "\r", "\x00"):
+        return True
+    index = 0
+    while index < len(cell) and unicodedata.category(cell[index]) in ("Zs", "Zl", "Zp", "Cc", "Cf"):
+        index += 1
+    rest = cell[index:]
+    number = re.fullmatch(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", rest)
+    return rest[:1] in ("=", "+", "-", "@") and number is None
+
+
+HOSTILE_TEXT = st.one_of(
+    st.text(),
+    st.builds(
+        lambda hidden, sign, rest: hidden + sign + rest,
+        st.text(
+            st.sampled_from(" \t\n\r\x00\u00a0\ufeff\u200b\u200d\u2060\u202e\u3000"), max_size=3
+        ),
+        st.sampled_from(SIGNS),
+        st.one_of(st.text(max_size=8), st.from_regex(r"[0-9]{1,16}(\.[0-9]*)?", fullmatch=True)),
+    ),
+)
+
+
+@given(HOSTILE_TEXT)
+def test_formula_output_is_never_run_by_a_spreadsheet(text):
+    escaped = escape_formula(text)
+    assert escaped in (text, "'" + text)
+    assert not spreadsheet_runs(escaped)
+    # Only what a spreadsheet would run is changed.
+    assert (escaped != text) == spreadsheet_runs(text)
 
 
 @pytest.mark.parametrize(
@@ -74,8 +179,8 @@ def test_op_escapes_nested_objects_but_not_arrays_or_other_types():
         "user_metadata": {"name": "'=cmd", "deep": {"x": "'y"}, "empty": None},
         "roles": ["=admin", "user"],
     }
-    (formula,) = escape_csv([{"a": "=1", "b": "ok", "m": {"c": "-2"}, "r": ["=x"]}])
-    assert formula == {"a": "'=1", "b": "ok", "m": {"c": "'-2"}, "r": ["=x"]}
+    (formula,) = escape_csv([{"a": "=1", "b": "ok", "m": {"c": "-2+1"}, "r": ["=x"]}])
+    assert formula == {"a": "'=1", "b": "ok", "m": {"c": "'-2+1"}, "r": ["=x"]}
     (undone,) = escape_csv([auth0], undo=True)
     assert undone == record
 
@@ -85,12 +190,41 @@ def test_style_none_passes_records_unchanged():
     assert list(escape_csv(data, style="none")) == [{"a": "=1", "b": "'x"}]
 
 
-@given(st.text())
+@given(HOSTILE_TEXT)
 def test_formula_output_never_starts_with_a_trigger_and_is_idempotent(text):
     escaped = escape_formula(text)
-    assert escaped[:1] not in TRIGGERS
+    assert escaped[:1] not in ["=", "@", "\t", "\r"]
+    assert escaped[:1] not in ("+", "-") or re.fullmatch(r"[+-][0-9.eE+-]*", escaped)
     assert escape_formula(escaped) == escaped
     assert escaped in (text, "'" + text)
+
+
+def test_keys_are_left_to_csv():
+    (record,) = escape_csv([{"=HYPERLINK(1)": "=x", "m": {"@k": "ok"}}])
+    assert record == {"=HYPERLINK(1)": "'=x", "m": {"@k": "ok"}}
+
+
+def nested(depth: int, leaf: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {"v": leaf}
+    for _ in range(depth - 1):
+        record = {"v": record}
+    return record
+
+
+@pytest.mark.parametrize("style", ["formula", "auth0"])
+def test_records_nested_a_thousand_levels_deep(style):
+    # Iterative code: no recursion limit applies (pytest runs at Python's default of 1,000).
+    (record,) = escape_csv([nested(1000, "=x")], style=style)
+    assert innermost(record, 999) == {"v": "'=x"}
+    (undone,) = escape_csv([record], undo=True)
+    assert innermost(undone, 999) == {"v": "=x"}
+
+
+def innermost(record: dict[str, Any], depth: int) -> dict[str, Any]:
+    # Comparing whole 1,000-deep dicts would recurse in C past Python's default limit.
+    for _ in range(depth):
+        record = record["v"]
+    return record
 
 
 @given(st.text())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import string
 
 import orjson
 import pytest
@@ -10,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ndpipe.auth0.schema import (
+    DIGEST_BYTES,
     FORBIDDEN_APP_METADATA_KEYS,
+    HASH_ALGORITHMS,
+    PBKDF2_DEFAULT_KEYLEN,
+    PBKDF2_DIGESTS,
     SCHEMA_FIELDS,
     _email_rules,
     check_user,
@@ -21,6 +27,10 @@ from ndpipe.ops.import_clean import CleanStats, Rejected, clean_user, import_cle
 from tests.conftest import FIXTURES, ndjson, records, run_ndpipe
 
 BCRYPT = "$2b$10$nFguVi9LsCAcvTZFKQlRKeLVydo8ETv483lkNsSFI/Wl1Rz1Ypo1K"
+ARGON2 = (
+    "$argon2id$v=19$m=65536,t=2,p=1$J6Q/82PCyaNpYKRELJyTZg$"
+    "m04qUAB8rexWDR4+/0f+SFB+4XMFxt7YAvAq2UycYos"
+)
 
 
 def codes(record: dict) -> list[tuple[str, str]]:
@@ -70,6 +80,17 @@ DOCS_EXAMPLES = [
             "hash": {
                 "value": "$argon2id$v=19$m=65536,t=2,p=1$J6Q/82PCyaNpYKRELJyTZg$"
                 "m04qUAB8rexWDR4+/0f+SFB+4XMFxt7YAvAq2UycYos"
+            },
+        },
+    },
+    {
+        "email": "terrell@contoso.com",
+        "custom_password_hash": {
+            "algorithm": "pbkdf2",
+            "hash": {
+                "value": "$pbkdf2-md4$i=100000,l=64$+N375B8q0Fw$fp2R9KAM4hK/votGHC5Fu+jhqbxUD8+Ni"
+                "c/EMSGvNC3UP/k7wSHI0uXluHRSkZfl/BOheYqNOemayG90ZaSSQw",
+                "encoding": "utf8",
             },
         },
     },
@@ -214,7 +235,7 @@ def test_valid_records_have_no_problems(record):
                 "email": "a@b.com",
                 "custom_password_hash": {
                     "algorithm": "hmac",
-                    "hash": {"value": "x", "encoding": "hex"},
+                    "hash": {"value": "cafe", "encoding": "hex"},
                 },
             },
             [
@@ -241,7 +262,7 @@ def test_valid_records_have_no_problems(record):
                 "email": "a@b.com",
                 "custom_password_hash": {
                     "algorithm": "argon2",
-                    "hash": {"value": "$argon2id$x"},
+                    "hash": {"value": ARGON2},
                     "salt": {"value": "s"},
                 },
             },
@@ -298,6 +319,405 @@ def test_problem_messages_are_printable_and_serialisable():
     for problem in problems:
         assert "\x1b" not in problem.message  # values are shown as JSON, escaped
         orjson.dumps(problem.as_dict())
+
+
+# --- custom_password_hash against the docs' per-algorithm rules ---------------------------------
+
+
+TOP_LEVEL = ("salt", "password", "keylen", "cost", "blockSize", "parallelization")
+
+
+def hashed(algorithm: str, value: str | None = None, **fields) -> dict:
+    """A record with a custom_password_hash; `fields` go into hash unless they are top-level
+    (hash_salt is hash.salt)."""
+    top = {key: fields.pop(key) for key in TOP_LEVEL if key in fields}
+    hash_object = {} if value is None else {"value": value}
+    fields = {key.removeprefix("hash_"): item for key, item in fields.items()}
+    return {
+        "email": "a@b.com",
+        "custom_password_hash": {"algorithm": algorithm, "hash": {**hash_object, **fields}, **top},
+    }
+
+
+def b64(data: bytes) -> str:
+    """PHC's B64: standard base64 without padding."""
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+SSHA = "{SSHA}" + base64.b64encode(bytes(20) + b"salt").decode()
+PBKDF2 = f"$pbkdf2-sha256$i=1000,l=32${b64(b'saltsalt')}${b64(bytes(32))}"
+HEX_MD5 = "5f4dcc3b5aa765d61d8327deb882cf99"
+VALUE_PATH = "custom_password_hash.hash.value"
+
+
+@pytest.mark.parametrize(
+    ("record", "expected", "reason"),
+    [
+        # ldap: RFC 2307 {SCHEME}base64, schemes md5|smd5|sha*|ssha*, never crypt.
+        (hashed("ldap", "{CRYPT}abJnggxhB/yWI", encoding="utf8"), "FORMAT", "{CRYPT}"),
+        (hashed("ldap", "{crypt}$1$salt$hash"), "FORMAT", "not supported"),
+        (hashed("ldap", "{CLEARTEXT}secret"), "FORMAT", "is not supported"),
+        (hashed("ldap", "{PBKDF2-SHA256}AAAA"), "FORMAT", "md5, smd5, sha* and ssha*"),
+        (hashed("ldap", "qUqP5cyxm6YcTAhz05Hph5gvu9M="), "FORMAT", "RFC 2307"),
+        (hashed("ldap", "{SHA}not base64!"), "FORMAT", "not base64"),
+        (hashed("ldap", "{SHA}" + base64.b64encode(bytes(16)).decode()), "FORMAT", "20 bytes"),
+        (hashed("ldap", "{SSHA}" + base64.b64encode(bytes(20)).decode()), "FORMAT", "salt"),
+        (hashed("ldap", "{SMD5}" + base64.b64encode(bytes(16)).decode()), "FORMAT", "salt"),
+        (hashed("ldap", SSHA, encoding="hex"), "ENUM_MISMATCH", "utf8"),
+        # pbkdf2: PHC $pbkdf2-<digest>$i=..,l=..$salt$hash, a listed digest, B64, no salt.
+        (hashed("pbkdf2", PBKDF2.replace("sha256", "sha3-256")), "FORMAT", "digest"),
+        (hashed("pbkdf2", PBKDF2.replace("sha256", "SHA256")), "FORMAT", "digest"),
+        (hashed("pbkdf2", PBKDF2.replace("pbkdf2-sha256", "pbkdf2")), "FORMAT", "digest"),
+        (hashed("pbkdf2", "pbkdf2_sha256$1000$salt$hash"), "FORMAT", "PHC"),
+        (hashed("pbkdf2", PBKDF2.rsplit("$", 1)[0]), "FORMAT", "$<salt>$<hash>"),
+        (hashed("pbkdf2", PBKDF2 + "="), "FORMAT", "padding"),
+        (hashed("pbkdf2", PBKDF2.replace("i=1000", "i=0")), "FORMAT", "i=0"),
+        (hashed("pbkdf2", PBKDF2.replace("i=1000", "i=x")), "FORMAT", "i=x"),
+        (hashed("pbkdf2", PBKDF2.replace("i=1000", "i=1000;")), "FORMAT", "name=value"),
+        (hashed("pbkdf2", PBKDF2.replace("l=32", "l=64")), "FORMAT", "must agree"),
+        (hashed("pbkdf2", PBKDF2.replace(",l=32", "")), "FORMAT", "the default"),
+        (hashed("pbkdf2", PBKDF2, encoding="hex"), "ENUM_MISMATCH", "utf8"),
+        # argon2: what libsodium (behind auth0/magic) reads.
+        (hashed("argon2", ARGON2.replace("argon2id", "argon2d")), "FORMAT", "argon2d"),
+        (hashed("argon2", ARGON2.replace("$v=19", "")), "FORMAT", "auth0/magic"),
+        (hashed("argon2", ARGON2.replace("v=19", "v=16")), "FORMAT", "v=16"),
+        (hashed("argon2", ARGON2.replace("t=2,p=1", "p=1,t=2")), "FORMAT", "PHC"),
+        (hashed("argon2", ARGON2.replace("m=65536", "m=065536")), "FORMAT", "leading zero"),
+        (hashed("argon2", ARGON2.replace("m=65536", "m=4")), "FORMAT", "8 KiB per lane"),
+        (hashed("argon2", ARGON2.replace("t=2", "t=0")), "FORMAT", "t=0"),
+        (hashed("argon2", ARGON2.replace("p=1", "p=0")), "FORMAT", "p=0"),
+        (hashed("argon2", ARGON2 + "="), "FORMAT", "base64"),
+        (hashed("argon2", ARGON2.replace("J6Q/82PCyaNpYKRELJyTZg", "J6Q/82PC")), "FORMAT", "8"),
+        (
+            hashed("argon2", ARGON2.replace("J6Q/82PCyaNpYKRELJyTZg", "J6Q/82PCyaNpYKRELJyTZh")),
+            "FORMAT",
+            "canonical",
+        ),
+        (
+            hashed("argon2", "$argon2id$v=19$m=65536,t=2,p=1$J6Q/82PCyaNpYKRELJyTZg"),
+            "FORMAT",
+            "PHC",
+        ),
+        # bcrypt: the whole hash, $2a$/$2b$/$2y$, cost 04 to 31.
+        (hashed("bcrypt", BCRYPT[:-1]), "FORMAT", "52 characters"),
+        (hashed("bcrypt", BCRYPT.replace("$10$", "$03$")), "FORMAT", "04 to 31"),
+        (hashed("bcrypt", BCRYPT.replace("$10$", "$32$")), "FORMAT", "04 to 31"),
+        (hashed("bcrypt", BCRYPT.replace("$2b$", "$2$")), "FORMAT", "starts with"),
+        (hashed("bcrypt", BCRYPT, encoding="base64"), "ENUM_MISMATCH", "utf8"),
+        # md/sha: hex or base64 (required), and the digest's length.
+        (hashed("md5", HEX_MD5), "OBJECT_REQUIRED", "hex or base64"),
+        (hashed("md5", HEX_MD5[:24], encoding="hex"), "FORMAT", "md5 hashes are 16 bytes"),
+        (hashed("sha1", HEX_MD5, encoding="hex"), "FORMAT", "sha1 hashes are 20 bytes"),
+        (hashed("sha256", "zz" * 32, encoding="hex"), "FORMAT", "not hex"),
+        (hashed("sha512", "a" * 127, encoding="hex"), "FORMAT", "not hex"),
+        (hashed("md4", "AbuUujgF0pPPkJPSFRTpmA=", encoding="base64"), "FORMAT", "not base64"),
+        (hashed("md4", "AbuU ujgF0pPPkJPSFRTpmA==", encoding="base64"), "FORMAT", "not base64"),
+        # hmac: digest and key required; the digest's length; the key in its encoding.
+        (
+            hashed("hmac", "00" * 20, encoding="hex", digest="sha256", key={"value": "k"}),
+            "FORMAT",
+            "32 bytes",
+        ),
+        (
+            hashed(
+                "hmac",
+                "00" * 20,
+                encoding="hex",
+                digest="sha1",
+                key={"value": "zz", "encoding": "hex"},
+            ),
+            "FORMAT",
+            "the hmac key is not hex",
+        ),
+        (
+            hashed("hmac", "00" * 20, encoding="hex", digest="sha1", key={"encoding": "hex"}),
+            "OBJECT_REQUIRED",
+            "value",
+        ),
+        (
+            hashed("hmac", "00" * 20, encoding="hex", digest="blake2", key={"value": "k"}),
+            "ENUM_MISMATCH",
+            "whirlpool",
+        ),
+        # scrypt: keylen required and at least 1, and the hash that long.
+        (hashed("scrypt", "00" * 16, encoding="hex", keylen=32), "FORMAT", "keylen is 32"),
+        (hashed("scrypt", "00" * 16, encoding="hex", keylen=0), "MINIMUM", "at least 1"),
+        (hashed("scrypt", "00" * 16, encoding="hex", keylen=16, cost=3), "MINIMUM", "power"),
+        # salt: not with argon2, ldap or pbkdf2; its value in its encoding; never inside hash.
+        (hashed("ldap", SSHA, salt={"value": "s"}), "NOT_PASSED", "salt is not allowed"),
+        (hashed("pbkdf2", PBKDF2, salt={"value": "s"}), "NOT_PASSED", "salt is not allowed"),
+        (
+            hashed("md5", HEX_MD5, encoding="hex", salt={"value": "xyz", "encoding": "hex"}),
+            "FORMAT",
+            "the salt is not hex",
+        ),
+        (
+            hashed("md5", HEX_MD5, encoding="hex", salt={"value": "s", "position": "middle"}),
+            "ENUM_MISMATCH",
+            "prefix",
+        ),
+        (hashed("md5", HEX_MD5, encoding="hex", hash_salt="abc"), "NOT_PASSED", "inside hash"),
+        (hashed("pbkdf2", PBKDF2, hash_salt="abc"), "NOT_PASSED", "carries its salt"),
+        # a hash without a value: the schema lets it through, the user could never log in.
+        (hashed("bcrypt"), "OBJECT_REQUIRED", "log in"),
+        (hashed("md5", encoding="hex"), "OBJECT_REQUIRED", "log in"),
+    ],
+)
+def test_custom_password_hash_rules_name_the_path_and_say_why(record, expected, reason):
+    problems = check_user(record)
+    assert len(problems) == 1, problems
+    (problem,) = problems
+    assert problem.code == expected
+    assert problem.path.startswith("custom_password_hash.")
+    assert reason in problem.message, problem.message
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        hashed(
+            "ldap",
+            "{SSHA384}/cgEjdoZh85DhurDeOQEMO1rMlAur93SVPbYe5XSD4lF7nNuvrBju5hUeg9A6agRemgSXGl5YuE=",
+        ),
+        hashed("ldap", SSHA),
+        hashed("ldap", "{ssha}" + SSHA[len("{SSHA}") :]),
+        hashed("ldap", "{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M="),
+        hashed("ldap", "{MD5}X03MO1qnZdYdgyfeuILPmQ=="),
+        hashed("ldap", "{SMD5}" + base64.b64encode(bytes(16) + b"s").decode()),
+        hashed("ldap", "{SHA512}" + base64.b64encode(bytes(64)).decode()),
+        hashed("ldap", "{SHA3-256}" + base64.b64encode(bytes(32)).decode()),  # sha*, as listed
+        hashed("pbkdf2", PBKDF2),
+        hashed("pbkdf2", PBKDF2.replace("sha256", "RSA-SHA256")),
+        hashed("pbkdf2", PBKDF2.replace("sha256", "sha512WithRSAEncryption")),
+        hashed("pbkdf2", PBKDF2.replace("i=1000,", "")),
+        hashed("pbkdf2", PBKDF2.replace("i=1000,l=32", "l=32,i=1000")),
+        hashed("pbkdf2", PBKDF2.replace("$i=1000,l=32", "$v=1$i=1000,l=32")),
+        hashed("pbkdf2", f"$pbkdf2-sha512${b64(b'salt')}${b64(bytes(64))}"),  # i, l by default
+        hashed("argon2", ARGON2, encoding="utf8"),
+        hashed("argon2", ARGON2.replace("argon2id", "argon2i")),
+        hashed("argon2", ARGON2.replace("p=1", "p=4")),
+        hashed("bcrypt", BCRYPT.replace("$2b$", "$2y$")),
+        hashed("bcrypt", BCRYPT.replace("$2b$", "$2a$").replace("$10$", "$31$")),
+        # bcrypt allows a salt ("in conjunction with salt encoding and position").
+        hashed("bcrypt", BCRYPT, salt={"value": "pepper", "position": "suffix"}),
+        hashed("md5", HEX_MD5.upper(), encoding="hex"),
+        hashed("md5", "X03MO1qnZdYdgyfeuILPmQ", encoding="base64"),  # unpadded
+        hashed("sha1", "-_-_" * 6 + "AAA", encoding="base64"),  # URL-safe base64
+        hashed("sha512", "ab" * 64, encoding="hex", salt={"value": "YWJj", "encoding": "base64"}),
+        hashed("hmac", "00" * 64, encoding="hex", digest="whirlpool", key={"value": "s3cret"}),
+        hashed("scrypt", "00" * 16, encoding="hex", keylen=16, cost=1024, blockSize=8),
+        # The scrypt numbers are only used by scrypt, so their limits bind scrypt alone.
+        hashed("md5", HEX_MD5, encoding="hex", cost=3, keylen=0, parallelization=0),
+    ],
+)
+def test_custom_password_hashes_auth0_takes_pass(record):
+    assert check_user(record) == []
+
+
+def test_scrypt_numbers_are_still_typed_for_every_algorithm():
+    record = hashed("md5", HEX_MD5, encoding="hex", cost="16384")
+    assert codes(record) == [("INVALID_TYPE", "custom_password_hash.cost")]
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        (BCRYPT.replace("$2b$", "$2y$"), "custom_password_hash with algorithm bcrypt"),
+        (BCRYPT.replace("$10$", "$00$"), "04 to 31"),
+        (BCRYPT + "x", "54 characters"),
+        ("md5:abc", "use custom_password_hash"),
+    ],
+)
+def test_password_hash_is_a_whole_2a_or_2b_bcrypt_hash(value, hint):
+    (problem,) = check_user({"email": "a@b.com", "password_hash": value})
+    assert (problem.code, problem.path) == ("PATTERN", "password_hash")
+    assert hint in problem.message
+
+
+def test_an_empty_mfa_factor_passes_the_schema_and_import_clean_drops_it():
+    record = {"email": "a@b.com", "mfa_factors": [{}, {"totp": {"secret": "JBTWY3DPEHPK3PNP"}}]}
+    assert check_user(record) == []  # the schema's factor has maxProperties 1, no minimum
+    cleaned, stats = clean(record)
+    assert cleaned["mfa_factors"] == [{"totp": {"secret": "JBTWY3DPEHPK3PNP"}}]
+    assert stats.fixes["empty mfa_factors entries dropped"] == 1
+    cleaned, stats = clean({"email": "a@b.com", "mfa_factors": [{}]})
+    assert "mfa_factors" not in cleaned
+    assert stats.fixes["empty or null values dropped"] == 1
+
+
+phc_b64 = st.binary(min_size=1, max_size=48).map(b64)
+
+
+LISTED_DIGESTS = st.sampled_from(sorted(PBKDF2_DIGESTS))
+
+
+@st.composite
+def pbkdf2_strings(draw):
+    digest = draw(LISTED_DIGESTS)
+    iterations = draw(st.none() | st.integers(1, 10**7))
+    keylen = draw(st.none() | st.integers(1, 128))
+    parameters = []
+    if iterations is not None:
+        parameters.append(f"i={iterations}")
+    if keylen is not None:
+        parameters.append(f"l={keylen}")
+    if draw(st.booleans()):
+        parameters.reverse()
+    size = PBKDF2_DEFAULT_KEYLEN if keylen is None else keylen
+    fields = [f"pbkdf2-{digest}"]
+    if parameters:
+        fields.append(",".join(parameters))
+    fields += [draw(phc_b64), b64(draw(st.binary(min_size=size, max_size=size)))]
+    return "$" + "$".join(fields)
+
+
+@settings(max_examples=300)
+@given(pbkdf2_strings())
+def test_valid_pbkdf2_phc_strings_are_accepted(value):
+    assert check_user(hashed("pbkdf2", value)) == []
+
+
+@settings(max_examples=300)
+@given(
+    st.text(alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=24).filter(
+        lambda digest: digest not in PBKDF2_DIGESTS
+    ),
+    pbkdf2_strings(),
+)
+def test_pbkdf2_digests_outside_the_docs_list_are_refused(digest, valid):
+    value = "$pbkdf2-" + digest + "$" + valid.split("$", 2)[2]
+    (problem,) = check_user(hashed("pbkdf2", value))
+    assert (problem.code, problem.path) == ("FORMAT", VALUE_PATH)
+    assert "digest" in problem.message
+
+
+@st.composite
+def argon2_strings(draw):
+    lanes = draw(st.integers(1, 16))
+    memory = draw(st.integers(8 * lanes, 2**20))
+    passes = draw(st.integers(1, 10))
+    salt = draw(st.binary(min_size=8, max_size=32))
+    digest = draw(st.binary(min_size=16, max_size=64))
+    variant = draw(st.sampled_from(["argon2i", "argon2id"]))
+    return f"${variant}$v=19$m={memory},t={passes},p={lanes}${b64(salt)}${b64(digest)}"
+
+
+@settings(max_examples=300)
+@given(argon2_strings())
+def test_valid_argon2_strings_are_accepted(value):
+    assert check_user(hashed("argon2", value)) == []
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(["2a", "2b", "2y"]),
+    st.integers(4, 31),
+    st.text(alphabet="./" + string.ascii_letters + string.digits, min_size=53, max_size=53),
+)
+def test_whole_bcrypt_hashes_are_accepted(prefix, cost, body):
+    value = f"${prefix}${cost:02d}${body}"
+    assert check_user(hashed("bcrypt", value)) == []
+    password_hash = codes({"email": "a@b.com", "password_hash": value})
+    assert password_hash == ([("PATTERN", "password_hash")] if prefix == "2y" else [])
+
+
+def encode(data: bytes, style: str) -> str:
+    if style == "hex":
+        return data.hex()
+    if style == "HEX":
+        return data.hex().upper()
+    text = base64.urlsafe_b64encode(data) if "url" in style else base64.b64encode(data)
+    return text.decode().rstrip("=" if "bare" in style else "")
+
+
+ENCODING_STYLES = ["hex", "HEX", "base64", "base64 bare", "base64 url", "base64 url bare"]
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["md4", "md5", "sha1", "sha256", "sha512"]),
+    st.sampled_from(ENCODING_STYLES),
+    st.integers(0, 80),
+    st.data(),
+)
+def test_md_and_sha_hashes_must_have_the_digest_length(algorithm, style, size, data):
+    value = encode(data.draw(st.binary(min_size=size, max_size=size)), style)
+    encoding = "hex" if style.lower() == "hex" else "base64"
+    problems = codes(hashed(algorithm, value, encoding=encoding))
+    expected = [] if size == DIGEST_BYTES[algorithm] else [("FORMAT", VALUE_PATH)]
+    assert problems == expected
+
+
+@settings(max_examples=300)
+@given(
+    st.text(min_size=0, max_size=12).filter(lambda scheme: "{" not in scheme and "}" not in scheme)
+)
+def test_ldap_schemes_outside_md5_smd5_sha_ssha_are_refused(scheme):
+    upper = scheme.upper()
+    supported = upper in ("MD5", "SMD5") or upper.startswith(("SHA", "SSHA"))
+    value = "{" + scheme + "}" + base64.b64encode(bytes(80)).decode()
+    problems = check_user(hashed("ldap", value))
+    refused = [problem for problem in problems if "not supported" in problem.message]
+    if supported:
+        assert refused == []
+    else:
+        assert [(problem.code, problem.path) for problem in problems] == [("FORMAT", VALUE_PATH)]
+        assert refused == problems
+    assert not any(ord(char) < 0x20 for problem in problems for char in problem.message)
+
+
+custom_hash_fields = st.sampled_from(
+    ["algorithm", "hash", "salt", "password", "keylen", "cost", "blockSize", "parallelization", "x"]
+)
+hash_fields = st.sampled_from(["value", "encoding", "digest", "key", "salt"])
+likely_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(hash_fields, inner, max_size=2),
+    max_leaves=4,
+) | st.sampled_from(
+    [*HASH_ALGORITHMS, "hex", "base64", "utf8", "sha1", "prefix", BCRYPT, ARGON2, PBKDF2, SSHA,
+     HEX_MD5, "", 16384, {"value": "abc"}, {"value": "zz", "encoding": "hex"}]
+)  # fmt: skip
+
+
+@settings(max_examples=500)
+@given(
+    st.dictionaries(custom_hash_fields, likely_values, max_size=6),
+    st.dictionaries(hash_fields, likely_values, max_size=5),
+)
+def test_every_hash_problem_names_its_path_and_says_why(custom, hash_object):
+    if "hash" in custom and isinstance(custom["hash"], dict):
+        custom["hash"] = hash_object
+    problems = check_user({"email": "a@b.com", "custom_password_hash": custom})
+    for problem in problems:
+        assert problem.path.startswith("custom_password_hash")
+        assert problem.code in AUTH0_CODES
+        assert len(problem.message) > 10
+        assert not any(ord(char) < 0x20 for char in problem.message)  # shown as JSON, escaped
+        orjson.dumps(problem.as_dict())
+
+
+AUTH0_CODES = {
+    "FORMAT", "PATTERN", "INVALID_TYPE", "MIN_LENGTH", "MAX_LENGTH", "OBJECT_REQUIRED",
+    "ENUM_MISMATCH", "ARRAY_LENGTH_SHORT", "ARRAY_LENGTH_LONG", "MINIMUM", "NOT_PASSED",
+    "OBJECT_ADDITIONAL_PROPERTIES", "OBJECT_PROPERTIES_MAXIMUM",
+}  # fmt: skip
+
+
+def test_cli_check_names_the_path_and_reason_of_a_hash_auth0_would_refuse():
+    given_records = [
+        hashed("ldap", "{CRYPT}abJnggxhB/yWI"),
+        hashed("pbkdf2", PBKDF2.replace("sha256", "sha3-256")),
+        hashed("ldap", SSHA),
+    ]
+    result = run_ndpipe("import-clean", "--check", input=ndjson(given_records))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.decode().splitlines() if ": rejected: " in line]
+    assert len(lines) == 2
+    assert (
+        "line 1: rejected: FORMAT custom_password_hash.hash.value: the {CRYPT} scheme" in (lines[0])
+    )
+    assert "line 2: rejected: FORMAT custom_password_hash.hash.value: the digest" in lines[1]
 
 
 # validator.js isEmail with default options (what Auth0 uses).

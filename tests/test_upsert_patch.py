@@ -127,7 +127,10 @@ def test_every_upsertable_field_is_accepted():
         "email_verified": True,
         "app_metadata": {},
         "user_metadata": {},
-        "custom_password_hash": {"algorithm": "md5", "hash": {"value": "abc", "encoding": "hex"}},
+        "custom_password_hash": {
+            "algorithm": "md5",
+            "hash": {"value": "5f4dcc3b5aa765d61d8327deb882cf99", "encoding": "hex"},
+        },
     }
     for name in UPSERTABLE_FIELDS:
         check_patch({"email": "a@example.com", name: values.get(name, "text")})

@@ -9,8 +9,12 @@ retrying and nothing else:
 - 401: fetch a new client-credentials token once (tokens last 24 h; runs can last longer).
 
 The client secret and the tokens never appear in an exception message, a notice or a repr:
-messages are built from Auth0's error text, which is scrubbed of both, and never from URLs
-with query strings (a signed download link is a credential too).
+each is registered with `ndpipe.errors.register_secret` as soon as it is known, messages are
+built from Auth0's error text and httpx's, both passed through `redact`, and never from URLs
+with query strings (a signed download link is a credential too). No httpx exception leaves the
+client: a request httpx or h11 refuses to send (a header value with a line break or a non-ASCII
+character, a URL it cannot parse) is a UsageError, never retried; anything else is retried like
+a dropped connection and ends as a RemoteError.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
-from ndpipe.errors import Refused, RemoteError, UsageError
+from ndpipe.errors import Refused, RemoteError, UsageError, redact, register_secret
 
 CONNECTION_ID = re.compile(r"^con_[A-Za-z0-9]{16}$")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -40,6 +44,14 @@ IMPORT_LIMIT_MESSAGE = "active import users jobs"
 OUTPUT_CHUNK = 256 * 1024
 DOWNLOAD_CHUNK = 64 * 1024
 USER_AGENT = "ndpipe"
+# What a credential can hold once the whitespace around it is gone: visible ASCII, the only
+# characters an HTTP header carries and the only ones Auth0 issues.
+SENDABLE = re.compile(r"[!-~]+")
+SURROUNDING_WHITESPACE = " \t\r\n"
+# What httpx raises for a request it refuses to send: a header value h11 rejects (a line break),
+# a header it cannot encode (non-ASCII), a URL it cannot parse, a scheme it does not speak. The
+# same request would fail the same way again: these are settings to fix, never retried.
+UNSENDABLE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError)
 
 
 @dataclass(frozen=True)
@@ -57,24 +69,54 @@ class Credentials:
     token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.base_url  # noqa: B018  (a bad scheme is a usage error now, not at the first call)
+        # The whitespace around a value (a token file saved with CR LF) is no part of it;
+        # the secrets are registered as given and as sent.
+        for name in ("client_id", "client_secret", "token"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            stripped = value.strip(SURROUNDING_WHITESPACE) or None
+            if name != "client_id":
+                _register(value)
+                _register(stripped)
+            object.__setattr__(self, name, stripped)
         if not self.domain.strip():
             raise UsageError("no Auth0 domain: give --domain or set AUTH0_DOMAIN")
+        self.base_url  # noqa: B018  (a bad domain is a usage error now, not at the first call)
         if not self.token and not (self.client_id and self.client_secret):
             raise UsageError(
                 "no Auth0 credentials: give --client-id and --client-secret "
                 "(or AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET), or a token (--token, AUTH0_TOKEN)"
             )
+        for label, value in (
+            ("client ID", self.client_id),
+            ("client secret", self.client_secret),
+            ("token", self.token),
+        ):
+            if value is not None and not SENDABLE.fullmatch(value):
+                raise UsageError(
+                    f"the Auth0 {label} holds whitespace, a control character or a non-ASCII "
+                    "character; only visible ASCII characters are allowed"
+                )
 
     @property
     def base_url(self) -> str:
-        domain = self.domain.strip().rstrip("/")
-        if "://" not in domain:
-            return f"https://{domain}"
-        scheme = domain.split("://", 1)[0].lower()
-        if scheme not in ("http", "https"):
-            raise UsageError(f"the Auth0 domain must be a host name or an http(s) URL: {domain}")
-        return domain
+        """The domain as a URL without a trailing slash; a domain that is no http(s) URL of a
+        host is a UsageError (the domain is not quoted: it may hold a user name and password)."""
+        domain = self.domain.strip()
+        url = domain if "://" in domain else f"https://{domain}"
+        if url.split("://", 1)[0].lower() not in ("http", "https"):
+            raise UsageError("the Auth0 domain must be a host name or an http(s) URL")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+        except ValueError:
+            parts = None  # raised below, so that the ValueError is not the UsageError's context
+        if parts is None:
+            raise UsageError("the Auth0 domain is not a valid URL: check its host and port")
+        if not parts.hostname:
+            raise UsageError("the Auth0 domain names no host")
+        return url.rstrip("/")
 
     @property
     def audience(self) -> str:
@@ -152,19 +194,37 @@ class Auth0Client:
         self._notify = notify or (lambda message: None)
         self._token: str | None = credentials.token or None
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        tls = _tls_context()
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeouts,
-            headers={"User-Agent": USER_AGENT},
-            transport=transport,
-            verify=tls,
-        )
-        # Downloads go through a client that has never seen the token: signed links refuse a
-        # second credential, and the token must not travel to the file store.
-        self._download = httpx.Client(
-            timeout=timeouts, headers={"User-Agent": USER_AGENT}, transport=transport, verify=tls
-        )
+        problem = ""
+        try:
+            tls = _tls_context()
+            self._http = httpx.Client(
+                base_url=self.base_url,
+                timeout=timeouts,
+                headers={"User-Agent": USER_AGENT},
+                transport=transport,
+                verify=tls,
+            )
+            # Downloads go through a client that has never seen the token: signed links refuse
+            # a second credential, and the token must not travel to the file store.
+            self._download = httpx.Client(
+                timeout=timeouts,
+                headers={"User-Agent": USER_AGENT},
+                transport=transport,
+                verify=tls,
+            )
+        except (httpx.InvalidURL, ValueError) as error:  # the domain, or a proxy variable
+            problem = (
+                "the Auth0 domain, or a proxy variable (HTTPS_PROXY, ALL_PROXY), is not a "
+                f"usable URL ({_problem(error)})"
+            )
+        except OSError as error:
+            problem = (
+                f"could not load the TLS certificates ({_problem(error)}); check SSL_CERT_FILE "
+                "and SSL_CERT_DIR"
+            )
+        # Raised here, out of the except clause, so that httpx's exception is not its context.
+        if problem:
+            raise UsageError(problem)
 
     def __repr__(self) -> str:
         return f"Auth0Client({self.base_url!r})"
@@ -293,6 +353,7 @@ class Auth0Client:
                 )
             location = self._location(self.get_job(job_id))
             headers = {"Range": f"bytes={offset}-"} if offset and use_range else {}
+            unusable = ""
             try:
                 with self._download.stream("GET", location, headers=headers) as response:
                     status = response.status_code
@@ -342,12 +403,20 @@ class Auth0Client:
                             f"the file of export job {job_id} is shorter than before; "
                             "start a new export"
                         )
-            except httpx.TransportError as error:
+            except UNSENDABLE as error:
+                # Not httpx's text: it may quote the signed link.
+                unusable = type(error).__name__
+            except httpx.HTTPError as error:
                 failures += 1
-                problem = _transport_problem(error)
+                problem = _problem(error)
                 self._notify(f"download interrupted ({problem}); resuming at byte {offset}")
                 self._sleep(self._backoff(failures))
                 continue
+            if unusable:
+                raise RemoteError(
+                    f"Auth0 gave export job {job_id} a download link that cannot be requested "
+                    f"({unusable})"
+                )
             yield from decoder.finish(job_id)
             return
 
@@ -453,6 +522,12 @@ class Auth0Client:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise RemoteError("Auth0 POST /oauth/token returned no access_token")
+        _register(token)
+        if not SENDABLE.fullmatch(token):
+            raise RemoteError(
+                "Auth0 POST /oauth/token returned an access_token that cannot be sent in a "
+                "header (it holds whitespace, a control character or a non-ASCII character)"
+            )
         return token
 
     # --- requests and retries ---------------------------------------------------------------
@@ -515,16 +590,23 @@ class Auth0Client:
     def _send_once(
         self, method: str, path: str, headers: dict[str, str], kwargs: dict[str, Any]
     ) -> tuple[httpx.Response | None, str, bool]:
-        """(response, "", False), or (None, problem, may have arrived) on a transport error.
+        """(response, "", False), or (None, problem, may have arrived) on a transport error
+        or a garbled response; a request httpx refuses to send is a UsageError.
 
-        Errors become values here so that no RemoteError raised later carries httpx's
-        exception (and the request in it) as its context.
+        Errors become values here, and the UsageError is raised outside the except clause, so
+        that no ndpipe error carries httpx's exception (and the request in it) as its context.
         """
         try:
             return self._http.request(method, path, headers=headers, **kwargs), "", False
-        except httpx.TransportError as error:
+        except (*UNSENDABLE, ValueError) as error:
+            unsendable = _unsendable(error)
+        except httpx.HTTPError as error:
             arrived = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-            return None, _transport_problem(error), arrived
+            return None, _problem(error), arrived
+        raise UsageError(
+            f"Auth0 {method} {path} could not be sent ({unsendable}); check the domain and the "
+            "credentials (--domain, --client-id, --client-secret, --token or AUTH0_*)"
+        )
 
     def _retry_or_raise(self, what: str, failures: int, problem: str) -> None:
         if failures >= self.retry.attempts:
@@ -583,14 +665,9 @@ class Auth0Client:
             if code or message:
                 text = ": ".join(m.group(1) for m in (code, message) if m)
             else:
-                text = " ".join(raw.split())[:200]
-        return self._scrub(text or response.reason_phrase)
-
-    def _scrub(self, text: str) -> str:
-        for secret in (self.credentials.client_secret, self.credentials.token, self._token):
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return text
+                # Redacted before it is cut short: half a secret is no longer found.
+                text = " ".join(redact(raw).split())[:200]
+        return redact(text or response.reason_phrase)
 
     def _failure(self, response: httpx.Response, method: str, path: str) -> RemoteError:
         status = response.status_code
@@ -621,8 +698,12 @@ class Auth0Client:
         if status != "completed":
             raise RemoteError(f"{_label(job)} is {status!r}, not completed; nothing to download")
         location = job.get("location")
-        if not isinstance(location, str) or urlsplit(location).scheme not in ("http", "https"):
-            raise RemoteError(f"{_label(job)} is completed but has no download location")
+        try:
+            scheme = urlsplit(location).scheme if isinstance(location, str) else ""
+        except ValueError:  # an unclosed [ in the host
+            scheme = ""
+        if not isinstance(location, str) or scheme not in ("http", "https"):
+            raise RemoteError(f"{_label(job)} is completed but has no usable download location")
         return location
 
 
@@ -641,8 +722,15 @@ def _job_object(value: Any) -> dict[str, Any]:
     return value
 
 
+def _register(secret: str | None) -> None:
+    """Hide SECRET in every message, also as a form body or a query string encodes it."""
+    if secret:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            register_secret(form)
+
+
 def _job_failed(job: Mapping[str, Any]) -> JobFailed:
-    details = job.get("status_details") or "Auth0 gave no details"
+    details = redact(str(job.get("status_details") or "Auth0 gave no details"))
     return JobFailed(f"Auth0 {_label(job)} {job.get('status', 'failed')}: {details}", job)
 
 
@@ -651,10 +739,23 @@ def _busy_importing(response: httpx.Response) -> bool:
     return response.status_code == 429 and IMPORT_LIMIT_MESSAGE in response.text
 
 
-def _transport_problem(error: httpx.TransportError) -> str:
+def _problem(error: Exception) -> str:
     # str(error) of httpx errors names the failure, not the URL; the type makes empty ones clear.
-    detail = str(error).strip()
+    # A remote protocol error may quote what the server sent, which may echo a credential.
+    detail = redact(" ".join(str(error).split()))
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
+def _unsendable(error: Exception) -> str:
+    """What is wrong with a request httpx refused to send, without the text of its error: h11
+    quotes the whole offending header value, the token included, in a form `redact` may miss
+    (bytes repr, with escapes)."""
+    name = type(error).__name__
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return _problem(error)
+    if isinstance(error, UnicodeError):
+        return f"{name}: a header value holds a non-ASCII character"
+    return f"{name}: a header value holds a line break, a control character or a space"
 
 
 def _range_start(content_range: str | None) -> int | None:

@@ -6,18 +6,29 @@ as far as the documented schema can tell. Used by `import-clean`, `import` and `
 
 Sources (../shared/AUTH0.md section 2.3): the JSON schema in Auth0's docs
 (`bulk-user-import-schema.mdx`), the per-algorithm rules for `custom_password_hash` in the same
-page, the length limits of the user-profile-structure page, and for `format: email` the
-`isEmail` function of the npm `validator` package with its default options, which Auth0 says it
-uses (https://community.auth0.com/t/auth0-email-validation/104550).
+page ("Supported hash algorithms"), the length limits of the user-profile-structure page, and for
+`format: email` the `isEmail` function of the npm `validator` package with its default options,
+which Auth0 says it uses (https://community.auth0.com/t/auth0-email-validation/104550). For
+argon2 the docs require what auth0/magic's `verify.password` reads, which is libsodium's
+`crypto_pwhash_str_verify`.
+
+Where this checker refuses what the published schema and docs let through, it is because the
+user would be imported but could never log in (README, import-clean, "Where import-clean is
+stricter than Auth0's schema"): a hash without a value; a bcrypt hash that is not a whole bcrypt
+hash (prefix, cost 04-31, 53 characters); a hex or base64 hash that does not decode, or decodes
+to a length its algorithm cannot produce (an md5 of 12 bytes, a pbkdf2 hash shorter than its
+`l`, a scrypt hash other than `keylen` bytes); an argon2 string libsodium cannot read; a salt
+inside `hash`, which Auth0 ignores.
 
 Codes are the ones Auth0's job errors use (FORMAT, PATTERN, INVALID_TYPE, MIN_LENGTH,
 MAX_LENGTH, OBJECT_REQUIRED, ENUM_MISMATCH, ARRAY_LENGTH_SHORT, ARRAY_LENGTH_LONG, MINIMUM,
-NOT_PASSED), plus the z-schema codes OBJECT_ADDITIONAL_PROPERTIES and
-OBJECT_PROPERTIES_MINIMUM/MAXIMUM for what Auth0's list does not name.
+NOT_PASSED), plus the z-schema codes OBJECT_ADDITIONAL_PROPERTIES and OBJECT_PROPERTIES_MAXIMUM
+for what Auth0's list does not name.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -138,8 +149,14 @@ STRING_LENGTHS: Mapping[str, tuple[int, int]] = {
 
 E164 = re.compile(r"\+[0-9]{1,15}")
 TOTP_SECRET = re.compile(r"[A-Z2-7]+")
-# password_hash is bcrypt only: $2a$ or $2b$, a two-digit cost, then 53 characters of salt+hash.
-BCRYPT = re.compile(r"\$2[ab]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
+# A whole bcrypt hash: $2a$ (or 2b, 2y), a two-digit cost, $, then 22 characters of salt and 31
+# of hash in bcrypt's base64 alphabet.
+BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$([./A-Za-z0-9]*)")
+BCRYPT_BODY_LENGTH = 53
+# bcrypt implementations refuse a cost (log2 of the rounds) outside this range.
+BCRYPT_COSTS = range(4, 32)
+# password_hash takes these two only; $2y$ goes in custom_password_hash.
+PASSWORD_HASH_PREFIXES = ("$2a$", "$2b$")
 
 HASH_ALGORITHMS = (
     "argon2",
@@ -185,12 +202,80 @@ HASH_ENCODINGS_BY_ALGORITHM: Mapping[str, tuple[str, ...]] = {
     "pbkdf2": ("utf8",),
     "scrypt": ("hex", "base64"),
 }
+# These carry their salt inside hash.value; the docs say salt is not allowed with them.
 NO_SALT_ALGORITHMS = frozenset({"argon2", "ldap", "pbkdf2"})
-HASH_PREFIXES: Mapping[str, tuple[str, ...]] = {
-    "argon2": ("$argon2",),
-    "bcrypt": ("$2a$", "$2b$", "$2y$"),
-    "pbkdf2": ("$pbkdf2-",),
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# Digest sizes in bytes: the md/sha algorithms, and hmac by its hash.digest.
+DIGEST_BYTES: Mapping[str, int] = {
+    "md4": 16,
+    "md5": 16,
+    "ripemd160": 20,
+    "sha1": 20,
+    "sha224": 28,
+    "sha256": 32,
+    "sha384": 48,
+    "sha512": 64,
+    "whirlpool": 64,
 }
+# pbkdf2's PHC id is pbkdf2-<digest>; the digests the docs list, spelled as listed.
+PBKDF2_DIGESTS = frozenset(
+    {
+        "RSA-MD4",
+        "RSA-MD5",
+        "RSA-MDC2",
+        "RSA-RIPEMD160",
+        "RSA-SHA1",
+        "RSA-SHA1-2",
+        "RSA-SHA224",
+        "RSA-SHA256",
+        "RSA-SHA384",
+        "RSA-SHA512",
+        "md4",
+        "md4WithRSAEncryption",
+        "md5",
+        "md5WithRSAEncryption",
+        "mdc2",
+        "mdc2WithRSA",
+        "ripemd",
+        "ripemd160",
+        "ripemd160WithRSA",
+        "rmd160",
+        "sha1",
+        "sha1WithRSAEncryption",
+        "sha224",
+        "sha224WithRSAEncryption",
+        "sha256",
+        "sha256WithRSAEncryption",
+        "sha384",
+        "sha384WithRSAEncryption",
+        "sha512",
+        "sha512WithRSAEncryption",
+        "ssl3-md5",
+        "ssl3-sha1",
+        "whirlpool",
+    }
+)
+# The key length the docs say Auth0 assumes when a pbkdf2 string leaves out l.
+PBKDF2_DEFAULT_KEYLEN = 64
+# RFC 2307 schemes, upper-cased, and their digest sizes: the docs allow md5, smd5, sha* and
+# ssha*; an S scheme is the digest followed by its salt.
+LDAP_DIGEST_BYTES: Mapping[str, int] = {
+    "MD5": 16,
+    "SHA": 20,
+    "SHA1": 20,
+    "SHA224": 28,
+    "SHA256": 32,
+    "SHA384": 48,
+    "SHA512": 64,
+}
+# What libsodium's argon2 verifier (behind auth0/magic) requires of an encoded hash.
+ARGON2_VERSION = 19
+ARGON2_MIN_SALT_BYTES = 8
+ARGON2_MIN_HASH_BYTES = 16
+ARGON2_MAX_LANES = 0xFFFFFF
+UINT32_MAX = 0xFFFFFFFF
+# scrypt is the only algorithm that uses these; the docs' limits apply to it alone.
+SCRYPT_NUMBERS = ("keylen", "cost", "blockSize", "parallelization")
 MFA_FACTOR_TYPES = ("totp", "phone", "email")
 MFA_FACTORS_MAX = 10
 
@@ -310,6 +395,195 @@ def is_email(value: Any) -> bool:
     return isinstance(value, str) and email_problem(value) is None
 
 
+# --- password hash values ----------------------------------------------------------------------
+
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+# Standard or URL-safe base64 (the docs: "url-encoded base64" is supported), padding optional.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*")
+# PHC's B64: the standard alphabet without '=' padding.
+_PHC_B64 = re.compile(r"[A-Za-z0-9+/]+")
+_PHC_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_POSITIVE_DECIMAL = re.compile(r"[1-9][0-9]*")
+_PHC_PARAMETER = re.compile(r"([a-z0-9-]{1,32})=([a-zA-Z0-9/+.-]+)")
+_PHC_VERSION = re.compile(r"v=[0-9]+")
+_ARGON2 = re.compile(
+    r"\$(argon2(?:id|i))\$v=([0-9]+)\$m=([0-9]+),t=([0-9]+),p=([0-9]+)\$([^$]*)\$([^$]*)"
+)
+_LDAP = re.compile(r"\{([^{}]*)\}(.*)", re.DOTALL)
+
+
+def decoded_size(text: str, encoding: str) -> int | None:
+    """Bytes `text` decodes to as `hex` or `base64`; None if it is not that encoding."""
+    if encoding == "hex":
+        return len(text) // 2 if _HEX.fullmatch(text) else None
+    body = text.rstrip("=")
+    padding = len(text) - len(body)
+    if not _BASE64.fullmatch(body) or len(body) % 4 == 1 or padding > 2:
+        return None
+    if padding and len(text) % 4:
+        return None
+    return len(body) * 3 // 4
+
+
+def _phc_b64_size(text: str, *, canonical: bool = False) -> int | None:
+    """Bytes of a PHC B64 field; None if it is not B64. `canonical`: unused bits must be 0,
+    as libsodium's decoder requires."""
+    if not _PHC_B64.fullmatch(text) or len(text) % 4 == 1:
+        return None
+    if canonical:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4))
+        if base64.b64encode(decoded).decode().rstrip("=") != text:
+            return None
+    return len(text) * 3 // 4
+
+
+def bcrypt_problem(value: str, prefixes: tuple[str, ...] = BCRYPT_PREFIXES) -> str | None:
+    """Why `value` is not a whole bcrypt hash with one of `prefixes`, or None."""
+    if not value.startswith(prefixes):
+        return f"a bcrypt hash starts with {' or '.join(prefixes)}"
+    match = BCRYPT.fullmatch(value)
+    if not match:
+        return (
+            "not a whole bcrypt hash: the prefix, a two-digit cost, '$', then 53 characters "
+            "of ./A-Za-z0-9"
+        )
+    cost, body = match.groups()
+    if int(cost) not in BCRYPT_COSTS:
+        return f"cost {cost}: bcrypt takes a cost from 04 to 31"
+    if len(body) != BCRYPT_BODY_LENGTH:
+        return (
+            f"{len(body)} characters after the cost; a bcrypt hash has {BCRYPT_BODY_LENGTH} "
+            "(22 of salt, 31 of hash)"
+        )
+    return None
+
+
+def argon2_problem(value: str) -> str | None:
+    """Why libsodium's argon2 verifier, which auth0/magic uses, cannot read `value`, or None."""
+    if value.startswith("$argon2d$"):
+        return (
+            "argon2d cannot be verified: libsodium (behind auth0/magic) reads only argon2i and "
+            "argon2id"
+        )
+    match = _ARGON2.fullmatch(value)
+    if not match:
+        return (
+            "not an argon2 PHC string as auth0/magic reads it: "
+            "$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash> (or $argon2i$), "
+            "salt and hash in base64 without '='"
+        )
+    numbers = match.group(2, 3, 4, 5)
+    # Checking the length first keeps int() away from a hostile thousands-digit number.
+    if not all(
+        _PHC_DECIMAL.fullmatch(number) and len(number) <= 10 and int(number) <= UINT32_MAX
+        for number in numbers
+    ):
+        return f"a number in it has a leading zero or is above {UINT32_MAX}"
+    version, memory, passes, lanes = (int(number) for number in numbers)
+    if version != ARGON2_VERSION:
+        return f"v={version}: libsodium reads v={ARGON2_VERSION} (Argon2 1.3) only"
+    salt_size = _phc_b64_size(match[6], canonical=True)
+    hash_size = _phc_b64_size(match[7], canonical=True)
+    if salt_size is None or hash_size is None:
+        which = "salt" if salt_size is None else "hash"
+        return f"the {which} is not base64 without '=' padding (PHC's B64, canonical)"
+    if salt_size < ARGON2_MIN_SALT_BYTES:
+        return f"the salt is {salt_size} bytes; libsodium needs at least {ARGON2_MIN_SALT_BYTES}"
+    if hash_size < ARGON2_MIN_HASH_BYTES:
+        return f"the hash is {hash_size} bytes; libsodium needs at least {ARGON2_MIN_HASH_BYTES}"
+    if passes < 1:
+        return "t=0: argon2 needs at least 1 pass"
+    if not 1 <= lanes <= ARGON2_MAX_LANES:
+        return f"p={lanes}: argon2 takes 1 to {ARGON2_MAX_LANES} lanes"
+    if memory < 8 * lanes:
+        return f"m={memory}: argon2 needs at least 8 KiB per lane (m >= 8 * p)"
+    return None
+
+
+def pbkdf2_problem(value: str) -> str | None:
+    """Why `value` is not the PHC string Auth0 reads for pbkdf2, or None.
+
+    $pbkdf2-<digest>[$i=<iterations>,l=<keylen>]$<salt>$<hash>, salt and hash in B64; i and l
+    default to 100000 and 64.
+    """
+    if not value.startswith("$pbkdf2-"):
+        return (
+            "not a PHC string $pbkdf2-<digest>$i=<iterations>,l=<keylen>$<salt>$<hash> "
+            "(the id names the digest, as in pbkdf2-sha512)"
+        )
+    identifier, *fields = value[1:].split("$")
+    digest = identifier.removeprefix("pbkdf2-")
+    if digest not in PBKDF2_DIGESTS:
+        return (
+            f"the digest {_show(digest)} is not one Auth0 lists for pbkdf2 "
+            "(sha1, sha256, sha512, md5, RSA-SHA256, ..., spelled as in the docs)"
+        )
+    if fields and _PHC_VERSION.fullmatch(fields[0]):
+        fields = fields[1:]
+    parameters: dict[str, str] = {}
+    # B64 has no '=' but padding, so a field with another '=' is the parameters.
+    if fields and "=" in fields[0].rstrip("="):
+        for item in fields[0].split(","):
+            match = _PHC_PARAMETER.fullmatch(item)
+            if not match:
+                return f"the parameter {_show(item)} is not name=value (PHC)"
+            parameters[match[1]] = match[2]
+        fields = fields[1:]
+    for name in ("i", "l"):
+        if name in parameters and not _POSITIVE_DECIMAL.fullmatch(parameters[name]):
+            return f"{name}={parameters[name]}: {name} is a whole number above 0"
+    if len(fields) != 2:
+        return (
+            "needs $<salt>$<hash> after the digest and parameters; "
+            f"this has {len(fields)} field{'s' * (len(fields) != 1)} there"
+        )
+    salt, hashed = fields
+    for name, text in (("salt", salt), ("hash", hashed)):
+        if "=" in text:
+            return f"the {name} has '=' padding; PHC's B64 leaves it out"
+        if _phc_b64_size(text) is None:
+            return f"the {name} is not base64 (PHC's B64: A-Z a-z 0-9 + /, no padding)"
+    keylen = parameters.get("l", str(PBKDF2_DEFAULT_KEYLEN))
+    size = _phc_b64_size(hashed)
+    if str(size) != keylen:
+        default = "" if "l" in parameters else ", the default when l is left out"
+        return f"the hash is {size} bytes but l is {keylen}{default}: they must agree"
+    return None
+
+
+def ldap_problem(value: str) -> str | None:
+    """Why `value` is not an RFC 2307 userPassword in a scheme Auth0 supports, or None."""
+    match = _LDAP.fullmatch(value)
+    if not match:
+        return "not an RFC 2307 userPassword value: {SCHEME} then the base64 digest, as {SSHA}..."
+    scheme, digest = match[1], match[2]
+    upper = scheme.upper()
+    shown = _show("{" + scheme + "}")
+    if upper == "CRYPT":
+        return (
+            "the {CRYPT} scheme is not supported (Auth0's docs: its result depends on the "
+            "system that made it); only md5, smd5, sha* and ssha* are"
+        )
+    if not (upper in ("MD5", "SMD5") or upper.startswith(("SHA", "SSHA"))):
+        return f"the scheme {shown} is not supported; only md5, smd5, sha* and ssha* are"
+    size = decoded_size(digest, "base64")
+    if not size:
+        return f"the part after {shown} is not base64"
+    salted = upper == "SMD5" or upper.startswith("SSHA")
+    base = upper[1:] if salted else upper
+    expected = LDAP_DIGEST_BYTES.get(base)
+    if expected is None:
+        return None
+    if salted and size <= expected:
+        return (
+            f"{size} bytes after {shown}; a salted {base} value is the {expected}-byte digest "
+            "followed by its salt"
+        )
+    if not salted and size != expected:
+        return f"{size} bytes after {shown}; a {base} digest is {expected} bytes"
+    return None
+
+
 # --- the checker -------------------------------------------------------------------------------
 
 _JSON_TYPES = {
@@ -422,13 +696,15 @@ class _Checker:
             self.add("MAX_LENGTH", path, f"{len(value)} characters; at most {high}")
 
     def password_hash(self, value: Any, path: str) -> None:
-        if self.type_is(value, "string", path) and not BCRYPT.fullmatch(value):
-            self.add(
-                "PATTERN",
-                path,
-                "not a bcrypt hash ($2a$ or $2b$, cost, 53 characters); "
-                "use custom_password_hash for other algorithms",
-            )
+        if not self.type_is(value, "string", path):
+            return
+        reason = bcrypt_problem(value, PASSWORD_HASH_PREFIXES)
+        if reason and value.startswith("$2y$"):
+            reason += "; put a $2y$ hash in custom_password_hash with algorithm bcrypt"
+        elif reason and not value.startswith("$2"):
+            reason += "; use custom_password_hash for other algorithms"
+        if reason:
+            self.add("PATTERN", path, f"not a bcrypt hash Auth0 takes here: {reason}")
 
     def custom_password_hash(self, value: Any, path: str) -> None:
         if not self.type_is(value, "object", path):
@@ -439,67 +715,10 @@ class _Checker:
         if "algorithm" in value:
             self.enum(algorithm, HASH_ALGORITHMS, _join(path, "algorithm"))
         known = algorithm if algorithm in HASH_ALGORITHMS else None
-
-        hash_path = _join(path, "hash")
-        hashed = value.get("hash")
-        if "hash" in value and self.type_is(hashed, "object", hash_path):
-            self.required(hashed, ("value",), hash_path)
-            if "value" in hashed and self.type_is(
-                hashed["value"], "string", _join(hash_path, "value")
-            ):
-                prefixes = HASH_PREFIXES.get(known or "")
-                if prefixes and not hashed["value"].startswith(prefixes):
-                    self.add(
-                        "FORMAT",
-                        _join(hash_path, "value"),
-                        f"a {known} hash starts with {' or '.join(prefixes)}",
-                    )
-            if "encoding" in hashed:
-                encoding_path = _join(hash_path, "encoding")
-                self.enum(hashed["encoding"], ENCODINGS, encoding_path)
-                allowed = HASH_ENCODINGS_BY_ALGORITHM.get(known or "")
-                if (
-                    allowed
-                    and hashed["encoding"] in ENCODINGS
-                    and hashed["encoding"] not in allowed
-                ):
-                    self.add(
-                        "ENUM_MISMATCH",
-                        encoding_path,
-                        f"{known} hashes take encoding {' or '.join(allowed)}",
-                    )
-            if "digest" in hashed:
-                self.enum(hashed["digest"], HMAC_DIGESTS, _join(hash_path, "digest"))
-            elif known == "hmac":
-                self.add("OBJECT_REQUIRED", _join(hash_path, "digest"), "hmac needs hash.digest")
-            key_path = _join(hash_path, "key")
-            if "key" in hashed:
-                key = hashed["key"]
-                if self.type_is(key, "object", key_path):
-                    self.required(key, ("value",), key_path)
-                    if "value" in key:
-                        self.type_is(key["value"], "string", _join(key_path, "value"))
-                    if "encoding" in key:
-                        self.enum(key["encoding"], ENCODINGS, _join(key_path, "encoding"))
-            elif known == "hmac":
-                self.add("OBJECT_REQUIRED", _join(key_path, "value"), "hmac needs hash.key.value")
-
-        salt_path = _join(path, "salt")
+        if "hash" in value:
+            self.hash_object(value["hash"], known, value, _join(path, "hash"))
         if "salt" in value:
-            salt = value["salt"]
-            if known in NO_SALT_ALGORITHMS:
-                self.add(
-                    "NOT_PASSED", salt_path, f"{known} hashes carry their salt; salt is not allowed"
-                )
-            if self.type_is(salt, "object", salt_path):
-                self.required(salt, ("value",), salt_path)
-                if "value" in salt:
-                    self.type_is(salt["value"], "string", _join(salt_path, "value"))
-                if "encoding" in salt:
-                    self.enum(salt["encoding"], ENCODINGS, _join(salt_path, "encoding"))
-                if "position" in salt:
-                    self.enum(salt["position"], SALT_POSITIONS, _join(salt_path, "position"))
-
+            self.salt(value["salt"], known, _join(path, "salt"))
         if "password" in value:
             password_path = _join(path, "password")
             password = value["password"]
@@ -507,21 +726,162 @@ class _Checker:
                 self.enum(
                     password["encoding"], PASSWORD_ENCODINGS, _join(password_path, "encoding")
                 )
-
-        for key in ("keylen", "cost", "blockSize", "parallelization"):
-            if key in value:
-                number_path = _join(path, key)
-                number = value[key]
-                if not self.type_is(number, "integer", number_path):
-                    continue
-                if key == "cost":
-                    cost = int(number)
-                    if cost < 2 or cost & (cost - 1):
-                        self.add("MINIMUM", number_path, "cost must be a power of two above 1")
-                elif number < 1:
-                    self.add("MINIMUM", number_path, f"{key} must be at least 1")
+        for key in SCRYPT_NUMBERS:
+            if key not in value:
+                continue
+            number_path = _join(path, key)
+            number = value[key]
+            # The schema types them for every algorithm; only scrypt reads them.
+            if not self.type_is(number, "integer", number_path) or known != "scrypt":
+                continue
+            if key == "cost":
+                cost = int(number)
+                if cost < 2 or cost & (cost - 1):
+                    self.add("MINIMUM", number_path, "cost must be a power of two above 1")
+            elif number < 1:
+                self.add("MINIMUM", number_path, f"{key} must be at least 1")
         if known == "scrypt" and "keylen" not in value:
             self.add("OBJECT_REQUIRED", _join(path, "keylen"), "scrypt needs keylen")
+
+    def hash_object(
+        self, hashed: Any, known: str | None, custom: Mapping[str, Any], path: str
+    ) -> None:
+        """custom_password_hash.hash: its fields, then its value in the algorithm's format."""
+        if not self.type_is(hashed, "object", path):
+            return
+        value_path = _join(path, "value")
+        if "value" not in hashed:
+            self.add(
+                "OBJECT_REQUIRED",
+                value_path,
+                "missing hash.value: Auth0's schema lets it through, but a hash without a "
+                "value matches no password, so the user could never log in",
+            )
+        allowed = HASH_ENCODINGS_BY_ALGORITHM.get(known or "")
+        encoding = hashed.get("encoding", "utf8")
+        encoding_path = _join(path, "encoding")
+        encoding_ok = True
+        if "encoding" in hashed:
+            self.enum(encoding, ENCODINGS, encoding_path)
+            encoding_ok = isinstance(encoding, str) and encoding in ENCODINGS
+            if encoding_ok and allowed and encoding not in allowed:
+                self.add(
+                    "ENUM_MISMATCH",
+                    encoding_path,
+                    f"{known} hashes take encoding {' or '.join(allowed)}",
+                )
+                encoding_ok = False
+        elif allowed and "utf8" not in allowed:
+            # The docs give hash.encoding no default, and their examples leave it out only
+            # where utf8 is the rule.
+            self.add(
+                "OBJECT_REQUIRED",
+                encoding_path,
+                f"{known} needs hash.encoding {' or '.join(allowed)} (the docs say it must be "
+                "one of them)",
+            )
+            encoding_ok = False
+
+        digest = hashed.get("digest")
+        if "digest" in hashed:
+            self.enum(digest, HMAC_DIGESTS, _join(path, "digest"))
+        elif known == "hmac":
+            self.add("OBJECT_REQUIRED", _join(path, "digest"), "hmac needs hash.digest")
+        key_path = _join(path, "key")
+        if "key" in hashed:
+            key = hashed["key"]
+            if self.type_is(key, "object", key_path):
+                self.required(key, ("value",), key_path)
+                self.encoded_value(key, key_path, "the hmac key")
+        elif known == "hmac":
+            self.add("OBJECT_REQUIRED", _join(key_path, "value"), "hmac needs hash.key.value")
+        if "salt" in hashed:
+            where = (
+                f"{known} carries its salt in hash.value"
+                if known in NO_SALT_ALGORITHMS
+                else "a salt goes at custom_password_hash.salt"
+            )
+            self.add(
+                "NOT_PASSED",
+                _join(path, "salt"),
+                f"salt is not allowed inside hash: {where}; Auth0 ignores a salt here, so the "
+                "hash would be checked without it and the user could not log in",
+            )
+
+        if "value" not in hashed or not self.type_is(hashed["value"], "string", value_path):
+            return
+        if known is None or not encoding_ok:
+            return
+        text = hashed["value"]
+        if known == "bcrypt":
+            reason = bcrypt_problem(text)
+        elif known == "argon2":
+            reason = argon2_problem(text)
+        elif known == "pbkdf2":
+            reason = pbkdf2_problem(text)
+            if reason and "must agree" in reason and "keylen" in custom:
+                reason += " (the top-level keylen is scrypt's, not pbkdf2's)"
+        elif known == "ldap":
+            reason = ldap_problem(text)
+        else:
+            reason = self.digest_problem(known, text, encoding, digest, custom)
+        if reason:
+            self.add("FORMAT", value_path, reason)
+
+    @staticmethod
+    def digest_problem(
+        known: str, text: str, encoding: str, digest: Any, custom: Mapping[str, Any]
+    ) -> str | None:
+        """Why a hex or base64 hash (md/sha, hmac, scrypt) cannot be its algorithm's output."""
+        size = decoded_size(text, encoding)
+        if size is None:
+            return f"not {encoding}: {_show(text, 40)}"
+        if known == "hmac":
+            expected = DIGEST_BYTES.get(digest) if isinstance(digest, str) else None
+            why = f"hmac hashes with digest {digest} are {expected} bytes"
+        elif known == "scrypt":
+            keylen: Any = custom.get("keylen")
+            expected = int(keylen) if _is_integer(keylen) and keylen >= 1 else None
+            why = f"keylen is {keylen}, so the scrypt hash is {keylen} bytes"
+        else:
+            expected = DIGEST_BYTES[known]
+            why = f"{known} hashes are {expected} bytes"
+        if expected is not None and size != expected:
+            return f"{size} bytes as {encoding}, but {why}"
+        return None
+
+    def salt(self, salt: Any, known: str | None, path: str) -> None:
+        if known in NO_SALT_ALGORITHMS:
+            self.add(
+                "NOT_PASSED",
+                path,
+                f"{known} hashes carry their salt in hash.value; salt is not allowed",
+            )
+        if self.type_is(salt, "object", path):
+            self.required(salt, ("value",), path)
+            self.encoded_value(salt, path, "the salt")
+            if "position" in salt:
+                self.enum(salt["position"], SALT_POSITIONS, _join(path, "position"))
+
+    def encoded_value(self, holder: Mapping[str, Any], path: str, what: str) -> None:
+        """A {value, encoding} object (salt, hmac key): encoding utf8 by default."""
+        encoding = holder.get("encoding", "utf8")
+        if "encoding" in holder:
+            self.enum(encoding, ENCODINGS, _join(path, "encoding"))
+        if "value" not in holder:
+            return
+        value_path = _join(path, "value")
+        text = holder["value"]
+        if (
+            self.type_is(text, "string", value_path)
+            and encoding in ("hex", "base64")
+            and decoded_size(text, encoding) is None
+        ):
+            self.add(
+                "FORMAT",
+                value_path,
+                f"encoding is {encoding} but {what} is not {encoding}: {_show(text, 40)}",
+            )
 
     def app_metadata(self, value: Any, path: str) -> None:
         if not self.type_is(value, "object", path):
@@ -545,14 +905,14 @@ class _Checker:
                 continue
             self.only(factor, MFA_FACTOR_TYPES, factor_path)
             kinds = [kind for kind in MFA_FACTOR_TYPES if kind in factor]
-            if not factor:
+            # The schema has maxProperties 1 and no minimum: an empty factor passes (and
+            # enrolls nothing; import-clean drops it).
+            if len(factor) > 1:
                 self.add(
-                    "OBJECT_PROPERTIES_MINIMUM",
+                    "OBJECT_PROPERTIES_MAXIMUM",
                     factor_path,
-                    "a factor is one of {totp}, {phone} or {email}",
+                    "a factor has one type: {totp}, {phone} or {email}",
                 )
-            elif len(factor) > 1:
-                self.add("OBJECT_PROPERTIES_MAXIMUM", factor_path, "a factor has exactly one type")
             for kind in kinds:
                 self.mfa_factor(kind, factor[kind], _join(factor_path, kind))
 

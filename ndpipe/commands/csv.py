@@ -67,8 +67,15 @@ def command(
     The header is --columns, or else the first record's keys. Nested objects
     become dotted columns (user_metadata.name); arrays, and objects whose own
     name is a column, are written as JSON; booleans are true/false; null and
-    missing fields are empty cells. A cell is quoted when it holds the
-    delimiter, a double quote, CR or LF, or starts with ' (escape-csv's mark).
+    missing fields are empty cells. Numbers are written exactly, whatever
+    their size. A cell is quoted when it holds the delimiter, a double quote,
+    CR or LF, or starts with ' (escape-csv's mark).
+
+    The header is protected by csv itself, with escape-csv's default formula
+    rule: a title a spreadsheet could run (=HYPERLINK(...), @x, " +1+1")
+    is written with a leading ' (and so is one that already starts with '
+    before such text, so `fetch --csv-style auth0` can undo it exactly).
+    Data cells are written as they come: escape them with escape-csv.
 
     Fields that are not in a first-record header are not written: a warning at
     the end counts the records and names the fields (--strict stops instead).

@@ -15,9 +15,9 @@ from ndpipe.pipeline import Stage
     type=click.Choice(STYLES),
     default="formula",
     show_default=True,
-    help="formula: prefix ' to strings starting with = + - @ tab or CR (OWASP). "
-    "auth0: Auth0's export escaping, ' before every string except ISO 8601 date-times. "
-    "none: change nothing.",
+    help="formula: prefix ' to strings a spreadsheet could run as formulas (the rule above; "
+    "OWASP). auth0: Auth0's export escaping, ' before every string except ISO 8601 "
+    "date-times. none: change nothing.",
 )
 @click.option(
     "--unescape",
@@ -27,13 +27,26 @@ from ndpipe.pipeline import Stage
 def command(style: str, unescape: bool, on_error: str) -> Stage:
     """Escape string values against CSV formula injection, or undo Auth0's escaping.
 
+    \b
+    The formula rule (the default) puts a ' before a string when:
+      - it starts with a tab, a CR or a NUL; or
+      - its first visible character is = + - or @, looking past leading
+        white space, control characters and invisible ones (BOM U+FEFF,
+        zero-width space U+200B, joiners, direction marks), which
+        spreadsheets may strip;
+      - unless from that sign on it is entirely a number: optional sign,
+        digits with an optional decimal point, optional exponent.
+    So =1, -2+3, +1+cmd|..., +1-555-0100, @SUM(A1) and " =1" are escaped,
+    while an E.164 phone number (+14155550100) and -12.5 are left as they
+    are: no formula can hide in a number, and a CRM (Salesforce, Marketo)
+    stores a ' as data. Never use --style auth0 for a CRM.
+
     Strings in nested objects are escaped too (csv flattens them into cells);
     arrays are left alone (csv writes them as JSON, which starts with [ and is
-    safe). csv quotes every cell that starts with ', so `escape-csv --style
+    safe). Keys are not changed: csv applies the formula rule to the header
+    itself. csv quotes every cell that starts with ', so `escape-csv --style
     auth0 | csv` writes Auth0's exact cells: "'jane@example.com", while true,
-    19 and 2017-11-02T23:34:03.803Z stay bare. A CRM (Salesforce, Marketo) stores a
-    ' as data: the default touches only strings a spreadsheet would run as
-    formulas; never use --style auth0 for a CRM.
+    19 and 2017-11-02T23:34:03.803Z stay bare.
 
     \b
     Examples:

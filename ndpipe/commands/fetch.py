@@ -106,7 +106,7 @@ class ExportJob:
                         policy,
                         position,
                         # A csv job is Auth0-escaped CSV; read it back into typed values.
-                        other=partial(read_csv, style="auth0"),
+                        other=partial(read_csv, style="auth0", nest=False),
                     )
                 )
             except RemoteError as error:

@@ -3,6 +3,13 @@
 The header is `columns`, or the first record's flattened keys. Nested objects are flattened to
 dotted columns (`user_metadata.name`); an array, or an object whose own path is a column, is
 written as compact JSON. Booleans are `true`/`false`, null and missing fields are empty cells.
+Numbers are written exactly: integers of any length as their digits, floats as the shortest text
+that reads back to the same double, and numbers inside JSON cells likewise (ndpipe.codec).
+
+The header is protected against formula injection by csv itself, since no earlier stage sees it:
+each title gets escape-csv's default rule (`ndpipe.csvio.header_cell`), so a key such as
+`=HYPERLINK(...)` is written `'=HYPERLINK(...)`. `fetch --csv-style auth0` undoes exactly that.
+Data cells are written as they come: escaping them is escape-csv's job.
 
 A cell is quoted when it holds the delimiter, a double quote, CR or LF (RFC 4180), or when it
 starts with `'`: that is the escaped-cell mark of `escape-csv`, and quoting it gives Auth0's exact
@@ -27,8 +34,8 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, BinaryIO
 
-import orjson
-
+from ndpipe import codec
+from ndpipe.csvio import header_cell
 from ndpipe.errors import DataError, RecordError
 from ndpipe.io import Record
 
@@ -88,20 +95,26 @@ def parse_columns(texts: Sequence[str]) -> list[str] | None:
     return columns
 
 
-def flatten_names(record: Record, prefix: str = "") -> list[str]:
+def flatten_names(record: Record) -> list[str]:
     """Dotted column names of a record: nested non-empty objects become `parent.child`."""
     names: list[str] = []
-    for key, value in record.items():
-        name = prefix + key
-        if type(value) is dict and value:
-            names.extend(flatten_names(value, name + "."))
-        else:
+    # Depth first with a stack of open objects (not recursion), so the order is the record's.
+    stack = [(iter(record.items()), "")]
+    while stack:
+        items, prefix = stack[-1]
+        for key, value in items:
+            name = prefix + key
+            if type(value) is dict and value:
+                stack.append((iter(value.items()), name + "."))
+                break
             names.append(name)
+        else:
+            stack.pop()
     return names
 
 
 def _text(value: Any) -> str:
-    """The cell text of a value that is not a string."""
+    """The cell text of a value that is not a string, exact for numbers of any size."""
     if value is None:
         return ""
     if value is True:
@@ -110,8 +123,17 @@ def _text(value: Any) -> str:
         return "false"
     kind = type(value)
     if kind is dict or kind is list:
-        return orjson.dumps(value).decode()
-    return str(value)
+        try:
+            return codec.dumps(value).decode()
+        except TypeError as error:
+            raise RecordError(f"cannot write a value as JSON: {error}") from None
+        except RecursionError:
+            raise RecordError("a value is nested too deeply to write as JSON") from None
+    try:
+        # str() of an int is all its digits; of a float, the shortest text that reads back.
+        return str(value)
+    except ValueError as error:  # an integer beyond Python's digit limit for str()
+        raise RecordError(f"cannot write a number: {error}") from None
 
 
 def quoter(delimiter: str) -> Callable[[str], str]:
@@ -131,32 +153,52 @@ class _Flattener:
 
     def __init__(self, columns: Sequence[str]) -> None:
         self.columns = frozenset(columns)
-        self.parents = frozenset(
-            ".".join(parts[:end])
-            for parts in (name.split(".") for name in columns)
-            for end in range(1, len(parts))
-        )
+        # Every proper dotted prefix of a column (`a` and `a.b` for `a.b.c`). Prefixes are found
+        # from the longest down, stopping at one already known (its own prefixes are then known
+        # too), so deep columns that share their parents cost their length, not its square.
+        parents: set[str] = set()
+        for name in columns:
+            end = name.rfind(".")
+            while end >= 0:
+                prefix = name[:end]
+                if prefix in parents:
+                    break
+                parents.add(prefix)
+                end = name.rfind(".", 0, end)
+        self.parents = frozenset(parents)
 
-    def walk(self, value: Record, prefix: str, row: Record, extra: list[str]) -> None:
+    def walk(self, record: Record, row: Record, extra: list[str]) -> None:
+        """Fill `row` (column -> value) from `record`; names without a column go to `extra`."""
         columns, parents = self.columns, self.parents
-        for key, item in value.items():
-            name = prefix + key
-            if name in columns:
-                if name in row:
-                    raise RecordError(f"two fields would both fill the column {name!r}")
-                row[name] = item
-                if type(item) is dict and name in parents:
-                    # Both `a` and `a.b` are columns; a's other fields are in a's JSON cell.
-                    self.walk(item, name + ".", row, [])
-            elif type(item) is dict:
-                if item:
-                    self.walk(item, name + ".", row, extra)
-                elif name not in parents:
-                    extra.append(name)
-            elif item is None and name in parents:
-                continue  # null metadata: its columns are simply empty
+        # Depth first with a stack of open objects (not recursion), in the record's order. Each
+        # entry carries the list its unplaced names go to.
+        stack: list[tuple[Iterator[tuple[str, Any]], str, list[str]]] = [
+            (iter(record.items()), "", extra)
+        ]
+        while stack:
+            items, prefix, unplaced = stack[-1]
+            for key, item in items:
+                name = prefix + key
+                if name in columns:
+                    if name in row:
+                        raise RecordError(f"two fields would both fill the column {name!r}")
+                    row[name] = item
+                    if type(item) is dict and name in parents:
+                        # Both `a` and `a.b` are columns; a's other fields are in a's JSON cell.
+                        stack.append((iter(item.items()), name + ".", []))
+                        break
+                elif type(item) is dict:
+                    if item:
+                        stack.append((iter(item.items()), name + ".", unplaced))
+                        break
+                    if name not in parents:
+                        unplaced.append(name)
+                elif item is None and name in parents:
+                    continue  # null metadata: its columns are simply empty
+                else:
+                    unplaced.append(name)
             else:
-                extra.append(name)
+                stack.pop()
 
 
 def csv(
@@ -191,7 +233,7 @@ def csv(
     join = delimiter.join
     if header:
         # A lone empty cell would be a blank line, which CSV readers skip: it is quoted instead.
-        yield join([quote(name) for name in columns]) or '""'
+        yield join([quote(header_cell(name)) for name in columns]) or '""'
     column_keys = frozenset(columns)
     get = itemgetter(*columns) if len(columns) > 1 else _single(columns[0])
     flattener = _Flattener(columns)
@@ -204,7 +246,7 @@ def csv(
         else:
             row: Record = {}
             extra: list[str] = []
-            flattener.walk(record, "", row, extra)
+            flattener.walk(record, row, extra)
             if extra:
                 if strict:
                     raise RecordError(

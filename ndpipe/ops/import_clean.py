@@ -140,9 +140,16 @@ def clean_user(
         if out.get(name) == "":
             del out[name]
             stats.fixes["empty or null values dropped"] += 1
-    if out.get("mfa_factors") == []:
-        del out["mfa_factors"]
-        stats.fixes["empty or null values dropped"] += 1
+    factors = out.get("mfa_factors")
+    if isinstance(factors, list):
+        # Auth0's schema lets an empty factor {} through, but it enrolls nothing.
+        enrolled = [factor for factor in factors if factor != {}]
+        if not enrolled:
+            del out["mfa_factors"]
+            stats.fixes["empty or null values dropped"] += 1
+        elif len(enrolled) < len(factors):
+            out["mfa_factors"] = enrolled
+            stats.fixes["empty mfa_factors entries dropped"] += 1
 
     phone = out.get("phone_number")
     if isinstance(phone, str) and not E164.fullmatch(phone):

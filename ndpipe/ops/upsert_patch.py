@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ndpipe import codec, output
 from ndpipe.auth0.schema import (
     EXPORT_ONLY_FIELDS,
@@ -431,7 +429,7 @@ def parse_set(text: str) -> PathEdit:
     path = _edit_path(path_text, "--set")
     try:
         value = codec.loads(value_text)
-    except (orjson.JSONDecodeError, codec.NumberError):
+    except codec.DecodeError:
         raise UsageError(
             f"--set {text!r}: {value_text.strip()!r} is not JSON; write strings in double "
             f"quotes: --set '{path_text.strip()}=\"{value_text.strip()}\"'"
