@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ndpipe.commands import verb
-from ndpipe.commands.tenant import JobProgress, Tenant, open_client, tenant_options
+from ndpipe.commands.tenant import (
+    JobProgress,
+    Tenant,
+    check_tenant,
+    open_client,
+    tenant_options,
+)
 from ndpipe.csvio import CSV_STYLES, read_csv
 from ndpipe.errors import Refused, RemoteError, UsageError
 from ndpipe.io import ErrorPolicy, Position, Records, read_records, read_stream
@@ -267,6 +273,7 @@ def command(
     if format_ == "csv" and not quiet:
         for problem in csv_problems(chosen):
             warn(NAME, problem)
+    check_tenant(tenant)
     job = ExportJob(
         # The client is made when the run starts, after the whole command line is checked.
         lambda: open_client(NAME, tenant, quiet=quiet),

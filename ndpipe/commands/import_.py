@@ -8,7 +8,7 @@ import click
 
 from ndpipe.auth0.schema import Problem
 from ndpipe.commands import usage, verb
-from ndpipe.commands.tenant import Tenant, open_client, tenant_options
+from ndpipe.commands.tenant import Tenant, check_tenant, open_client, tenant_options
 from ndpipe.errors import EXIT_DATA
 from ndpipe.io import Encoder, ErrorPolicy, Position, Record, Records, SideFile, read_records
 from ndpipe.ops.import_users import Chunk, chunk_users, report_entry
@@ -209,6 +209,8 @@ def command(
         raise click.UsageError("--dry-run writes the chunks it would send: give --out PATTERN")
     if not dry_run and not connection:
         raise click.UsageError("give --connection NAME|ID: the database connection to import into")
+    if not dry_run:
+        check_tenant(tenant)
     prefix = external_prefix or time.strftime("ndpipe-%Y%m%dT%H%M%SZ", time.gmtime())
     counts = {"read": 0, "rejected": 0, "chunks": 0, "chunked": 0, "skipped": 0}
     outcome: dict[str, Any] = {}

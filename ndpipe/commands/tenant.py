@@ -25,7 +25,7 @@ from ndpipe.errors import UsageError, register_secret
 from ndpipe.pipeline import warn
 
 if TYPE_CHECKING:
-    from ndpipe.auth0.client import Auth0Client
+    from ndpipe.auth0.client import Auth0Client, Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -220,6 +220,25 @@ def _checked(context: click.Context, parameter: click.Parameter, value: str | No
         raise click.BadParameter(error.message, ctx=context, param_hint=hint) from None
 
 
+def check_tenant(tenant: Tenant) -> None:
+    """What `open_client` checks, without making the client: the domain, that credentials are
+    there, and NDPIPE_POLL_INTERVAL. Commands call it while the command line is parsed, so a
+    missing setting exits 2 before anything is read, written or sent."""
+    _credentials(tenant)
+    poll_interval()
+
+
+def _credentials(tenant: Tenant) -> Credentials:
+    from ndpipe.auth0.client import Credentials
+
+    return Credentials(
+        domain=tenant.domain or "",
+        client_id=tenant.client_id,
+        client_secret=tenant.client_secret,
+        token=tenant.token,
+    )
+
+
 def open_client(
     command: str, tenant: Tenant, *, quiet: bool = False, **settings: Any
 ) -> Auth0Client:
@@ -227,14 +246,9 @@ def open_client(
 
     Raises UsageError (exit 2) when the domain or the credentials are missing.
     """
-    from ndpipe.auth0.client import Auth0Client, Credentials
+    from ndpipe.auth0.client import Auth0Client
 
-    credentials = Credentials(
-        domain=tenant.domain or "",
-        client_id=tenant.client_id,
-        client_secret=tenant.client_secret,
-        token=tenant.token,
-    )
+    credentials = _credentials(tenant)
     notify = None if quiet else (lambda message: warn(command, message))
     settings.setdefault("poll_interval", poll_interval())
     return Auth0Client(credentials, notify=notify, **settings)
