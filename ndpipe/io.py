@@ -7,6 +7,7 @@ or item by item (JSON arrays, through ijson's C backend), and output is written 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import re
@@ -117,12 +118,20 @@ def skipping(
     carry their stage's name (see pipeline._named) and pass through untouched.
     """
     stream = iter(records)
+    if policy is None or not policy.skip:
+        return run(stream)  # no wrapper at all on the default path
+    return _skipping(stream, policy, run)
+
+
+def _skipping(
+    stream: Iterator[Record], policy: ErrorPolicy, run: Callable[[Iterator[Record]], Records]
+) -> Records:
     while True:
         try:
             yield from run(stream)
             return
         except RecordError as error:
-            if policy is None or getattr(error, "command", None) is not None:
+            if getattr(error, "command", None) is not None:
                 raise
             policy.bad_record(error)
 
@@ -424,7 +433,7 @@ class _ArrayScanner:
     def next_byte(self) -> int:
         """The next byte that is not JSON white space (without consuming it), or -1 at the end."""
         while True:
-            match = _WHITE_SPACE_RUN.match(self.buffer, self.at)
+            match = _pattern("white space").match(self.buffer, self.at)
             self.at = match.end() if match else self.at
             if self.at < len(self.buffer):
                 return self.buffer[self.at]
@@ -441,7 +450,7 @@ class _ArrayScanner:
                 return found
         if first in b"{[":
             return self._bracketed(), NOT_DECODED
-        pattern = _STRING if first == 34 else _SCALAR
+        pattern = _pattern("string" if first == 34 else "scalar")
         while True:
             match = pattern.match(self.buffer, self.at)
             end = match.end() if match else self.at
@@ -476,7 +485,7 @@ class _ArrayScanner:
         depth = 0
         scan = start
         while True:
-            match = _UP_TO_BRACKET.match(self.buffer, scan)
+            match = _pattern("up to bracket").match(self.buffer, scan)
             end = match.end() if match else scan
             if end >= len(self.buffer) or self.buffer[end] == 34:  # need more, or a cut string
                 moved = self.more(start)
@@ -495,12 +504,22 @@ class _ArrayScanner:
 
 # What the scanner gives for an item it has not decoded.
 NOT_DECODED = object()
+
+
 # JSON white space, a string (quote to quote, escapes skipped), a scalar (up to a separator),
 # and everything up to the next bracket that is not inside a string.
-_WHITE_SPACE_RUN = re.compile(rb"[ \t\r\n]+")
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_SCALAR = re.compile(rb"[^,\]\s]+")
-_UP_TO_BRACKET = re.compile(rb'[^"{}\[\]]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]]*)*', re.DOTALL)
+# (Compiled on first use: most runs read no array.)
+@functools.cache
+def _pattern(name: str) -> re.Pattern[bytes]:
+    return re.compile(_PATTERNS[name], re.DOTALL)
+
+
+_PATTERNS = {
+    "white space": rb"[ \t\r\n]+",
+    "string": rb'"[^"\\]*(?:\\.[^"\\]*)*"',
+    "scalar": rb"[^,\]\s]+",
+    "up to bracket": rb'[^"{}\[\]]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]]*)*',
+}
 
 
 def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
@@ -593,7 +612,7 @@ def read_stream(
 ) -> Records:
     """Records from an open binary stream (a file, stdin, a download), as `read_records`.
 
-    A generator: nothing is read (not even the first bytes) until the first record is asked for.
+    The first bytes are read now, to tell the format; the records as they are asked for.
     """
     if position is None:
         position = Position(name)
@@ -601,11 +620,10 @@ def read_stream(
         position.name = name
     sniffed = sniff(stream, name)
     if sniffed.kind == "array":
-        yield from read_json_array(sniffed.stream, position, policy)
-    elif sniffed.kind == "other" and other is not None:
-        yield from other(sniffed.stream, position, policy)
-    else:
-        yield from read_ndjson(sniffed.stream, position, policy, sniffed.lines_skipped + 1)
+        return read_json_array(sniffed.stream, position, policy)
+    if sniffed.kind == "other" and other is not None:
+        return other(sniffed.stream, position, policy)
+    return read_ndjson(sniffed.stream, position, policy, sniffed.lines_skipped + 1)
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import sys
-import tempfile
 from typing import BinaryIO
 
 from ndpipe.errors import OutputError, UsageError
@@ -49,6 +47,8 @@ class AtomicFile:
         if os.path.isdir(path):
             raise OutputError(f"cannot write {label}: it is a directory")
         directory = os.path.dirname(path) or "."
+        import tempfile  # here: most runs write no file, and it is slow to import
+
         try:
             if make_directories:
                 os.makedirs(directory, exist_ok=True)
@@ -118,6 +118,8 @@ _scratch: set[str] = set()
 def scratch_directory(prefix: str, parent: str | None = None) -> str:
     """A new private directory for temporary files (sort's runs), removed by `remove_scratch`,
     or by `abort_all` when the run fails or is stopped."""
+    import tempfile
+
     try:
         path = tempfile.mkdtemp(prefix=prefix, dir=parent)
     except OSError as error:
@@ -130,6 +132,8 @@ def scratch_directory(prefix: str, parent: str | None = None) -> str:
 
 
 def remove_scratch(path: str) -> None:
+    import shutil
+
     _scratch.discard(path)
     shutil.rmtree(path, ignore_errors=True)
 
