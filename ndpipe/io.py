@@ -8,7 +8,6 @@ or item by item (JSON arrays, through ijson's C backend), and output is written 
 from __future__ import annotations
 
 import functools
-import gzip
 import io
 import re
 import sys
@@ -171,21 +170,125 @@ def _peekable(stream: BinaryIO) -> io.BufferedReader:
     return io.BufferedReader(stream, buffer_size=SNIFF_BYTES)  # type: ignore[arg-type]
 
 
-def read_failure(error: BaseException, name: str) -> DataError:
-    """A DataError for a failure to read the input itself: damaged gzip, an I/O error."""
-    if isinstance(error, EOFError):
-        reason = "the gzip data is truncated (the file ends before its end marker)"
+class GzipDamage(OSError):
+    """Gzip data that cannot be read to its end; raised after every byte before the fault."""
+
+
+class Gunzip(io.RawIOBase):
+    """Gzip decompression that gives out every byte it can before a fault, then names it.
+
+    The standard library's GzipFile drops what it decompressed in the read call that meets a
+    fault (a bad CRC at the very end loses the last records). Here the decompressor's state is
+    copied before each block, so after an error the block is fed again in small pieces to
+    recover the output before the fault. Members that follow each other are read as one stream
+    (as gunzip does); zeros after the last member are padding; anything else is an error.
+    CRC and length are checked by zlib at the end of each member.
+    """
+
+    BLOCK = 64 * 1024
+    SALVAGE_STEP = 256
+
+    def __init__(self, source: BinaryIO) -> None:
+        super().__init__()
+        self.source = source
+        self.decompressor: Any = zlib.decompressobj(31)  # 31: gzip header and trailer
+        self.between_members = False  # True after a complete member
+        self.pending = memoryview(b"")
+        self.fault: GzipDamage | None = None
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            if self.fault is not None:
+                raise self.fault
+            if self.ended:
+                return 0
+            self._fill()
+        count = min(len(buffer), len(self.pending))
+        buffer[:count] = self.pending[:count]
+        self.pending = self.pending[count:]
+        return count
+
+    def _fill(self) -> None:
+        chunk = self.source.read(self.BLOCK)
+        if not chunk:
+            if not self.between_members:
+                self.fault = GzipDamage("the gzip data is truncated (it ends before its end)")
+            self.ended = True
+            return
+        output: list[bytes] = []
+        self._decompress(chunk, output)
+        self.pending = memoryview(b"".join(output))
+
+    def _decompress(self, data: bytes, output: list[bytes]) -> None:
+        while data:
+            if self.between_members:
+                data = data.lstrip(b"\0")  # zeros after a member are padding
+                if not data:
+                    return
+                self.decompressor = zlib.decompressobj(31)
+                self.between_members = False
+            backup = self.decompressor.copy()
+            try:
+                output.append(self.decompressor.decompress(data))
+            except zlib.error as error:
+                output.append(self._salvage(backup, data))
+                self.fault = GzipDamage(_zlib_reason(error))
+                return
+            if not self.decompressor.eof:
+                return
+            self.between_members = True
+            data = self.decompressor.unused_data
+
+    def _salvage(self, decompressor: Any, chunk: bytes) -> bytes:
+        """The output of `chunk` up to the fault, fed in small pieces to a copy of the state."""
+        parts = []
+        for start in range(0, len(chunk), self.SALVAGE_STEP):
+            before = decompressor.copy()
+            try:
+                parts.append(decompressor.decompress(chunk[start : start + self.SALVAGE_STEP]))
+            except zlib.error:
+                # The bad piece, a byte at a time, from the state before it.
+                for byte in range(start, min(start + self.SALVAGE_STEP, len(chunk))):
+                    try:
+                        parts.append(before.decompress(chunk[byte : byte + 1]))
+                    except zlib.error:
+                        break
+                break
+        self.decompressor = decompressor
+        return b"".join(parts)
+
+
+def _zlib_reason(error: zlib.error) -> str:
+    if "incorrect header check" in str(error):
+        return "the gzip data is followed by bytes that are not gzip"
+    if "incorrect data check" in str(error):
+        return "the gzip data is damaged: its CRC check failed (so what came before may be too)"
+    if "incorrect length check" in str(error):
+        return "the gzip data is damaged: its length check failed"
+    return f"the gzip data is damaged ({str(error).split(': ', 1)[-1]})"
+
+
+class ReadError(DataError):
+    """The input itself cannot be read on (damaged gzip, an I/O error): not one bad line."""
+
+
+def read_failure(error: BaseException, name: str) -> ReadError:
+    """A ReadError for a failure to read the input itself: damaged gzip, an I/O error."""
+    if isinstance(error, GzipDamage):
+        reason = str(error)
+    elif isinstance(error, EOFError):
+        reason = "the gzip data is truncated (it ends before its end)"
     elif isinstance(error, zlib.error):
-        reason = f"the gzip data is damaged ({error})"
-    elif isinstance(error, gzip.BadGzipFile):
-        reason = f"the gzip data is damaged ({error})"
-        if "Not a gzipped file" in str(error):
-            reason = "the gzip data is followed by bytes that are not gzip (trailing garbage)"
+        reason = _zlib_reason(error)
     elif isinstance(error, OSError) and error.strerror:
         reason = error.strerror
     else:
         reason = str(error) or type(error).__name__
-    return DataError(f"cannot read {name}: {reason}")
+    return ReadError(reason, where=name)
 
 
 def _peek(buffered: io.BufferedReader, name: str) -> bytes:
@@ -235,7 +338,7 @@ def sniff(stream: BinaryIO, name: str = "input") -> Sniffed:
     """
     buffered = _peekable(stream)
     if _peek(buffered, name)[:2] == GZIP_MAGIC:
-        buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered, mode="rb"), SNIFF_BYTES)
+        buffered = io.BufferedReader(Gunzip(buffered), SNIFF_BYTES)
     head = _peek(buffered, name)
     if head.startswith(UTF8_BOM):
         buffered.read(len(UTF8_BOM))
@@ -334,7 +437,9 @@ def _blocks(stream: BinaryIO, name: str) -> Iterator[bytes]:
     A line longer than a block is gathered whole, so memory is a block or the longest line.
     Failures to read (damaged gzip, I/O errors) become DataErrors naming the input.
     """
-    read = stream.read
+    # read1: one read of the layer below, so that bytes read before a fault (damaged gzip)
+    # come out before the error does.
+    read = stream.read1 if hasattr(stream, "read1") else stream.read
     pending: list[bytes] = []
     while True:
         try:
@@ -370,7 +475,15 @@ def read_ndjson(
     errors = codec.DECODE_ERRORS
     name = position.name
     number = first_line - 1
-    for block in _blocks(stream, name):
+    blocks = _blocks(stream, name)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        except ReadError as error:
+            error.message += f", after line {number}"
+            raise
         lines = block.split(b"\n")
         if not lines[-1]:
             lines.pop()
@@ -409,6 +522,7 @@ class _ArrayScanner:
 
     def __init__(self, stream: BinaryIO, name: str) -> None:
         self.stream = stream
+        self.read = stream.read1 if hasattr(stream, "read1") else stream.read  # see _blocks
         self.name = name
         self.buffer = b""
         self.at = 0
@@ -420,7 +534,7 @@ class _ArrayScanner:
         if self.ended:
             return -1
         try:
-            chunk = self.stream.read(READ_BLOCK_BYTES)
+            chunk = self.read(READ_BLOCK_BYTES)
         except (OSError, EOFError, zlib.error) as error:
             raise read_failure(error, self.name) from None
         if not chunk:
@@ -523,6 +637,16 @@ _PATTERNS = {
 
 
 def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
+    """Items of a top-level JSON array (see _read_json_array); a failure to read the input
+    itself names the last record read."""
+    try:
+        yield from _read_json_array(stream, position, policy)
+    except ReadError as error:
+        error.message += f", after record {position.number}"
+        raise
+
+
+def _read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
     """Items of a top-level JSON array, one at a time: never the whole array.
 
     Each item is decoded as an NDJSON line is, so numbers are exact and bad text is refused
@@ -549,6 +673,8 @@ def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -
                 raise broken("the input ends before the closing ]")
             try:
                 raw, record = scanner.item()
+            except ReadError:
+                raise
             except DataError as error:
                 raise broken(error.message) from None
             number += 1
