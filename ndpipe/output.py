@@ -177,13 +177,12 @@ def check_files(inputs: list[str], outputs: list[tuple[str, str]]) -> None:
     """
     for path in inputs:
         protect_input(path)
-    if _is_regular(1):
-        stdout = _identity(1)
-        if stdout is not None and stdout in _inputs:
-            raise UsageError(
-                f"stdout is the input {_inputs[stdout]}: the shell has already truncated it; "
-                "write to another file"
-            )
+    stdout = _identity(1) if _is_regular(1) else None
+    if stdout is not None and stdout in _inputs:
+        raise UsageError(
+            f"stdout is the input {_inputs[stdout]}: the shell has already truncated it; "
+            "write to another file"
+        )
     seen: dict[str, str] = {}
     for label, path in outputs:
         if os.path.isdir(path):
@@ -194,12 +193,14 @@ def check_files(inputs: list[str], outputs: list[tuple[str, str]]) -> None:
         identity = _identity(path)
         if identity is not None and identity in _inputs:
             raise UsageError(
-                f"{label} is the input {_inputs[identity]}; writing it would destroy the input: "
-                "give another file"
+                f"{label} {path} is the input ({_inputs[identity]}); writing it would destroy "
+                "the input: give another file"
             )
+        if identity is not None and identity == stdout:
+            raise UsageError(f"{label} {path} is the file stdout goes to; give another file")
         key = os.path.realpath(path)
         if key in seen:
-            raise UsageError(f"{label} and {seen[key]} are the same file; give two names")
+            raise UsageError(f"{label} and {seen[key]} are the same file, {path}; give two names")
         seen[key] = label
 
 
