@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from ndpipe import codec
 from ndpipe.auth0.schema import Problem, check_user
 from ndpipe.errors import NdpipeError
 from ndpipe.io import Encoder, Record, dump_json
@@ -49,7 +48,7 @@ class Chunk:
         return bytes(self.body + CLOSE) if self.count else EMPTY
 
     def users(self) -> list[Record]:
-        users: list[Record] = orjson.loads(self.array())
+        users: list[Record] = codec.loads(self.array())
         return users
 
 
