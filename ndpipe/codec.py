@@ -1,8 +1,9 @@
 """JSON values in and out, exactly: the one place ndpipe turns bytes into values and back.
 
 Reading is msgspec's decoder: as fast as orjson here, as strict (it refuses invalid UTF-8, lone
-surrogates, NaN, control characters and numbers beyond the range of a double), and exact for
-integers of any size, where orjson reads an integer beyond 64 bits as a float.
+surrogates, NaN, control characters and floats beyond the range of a double), and exact for
+integers of up to 4,300 digits (Python's limit for reading one), where orjson reads an integer
+beyond 64 bits as a float. A longer integer is refused.
 
 Writing is orjson, which refuses an integer beyond 64 bits and stops at 255 levels of nesting;
 those rare values take a slower path here, as ready-made JSON fragments. Floats come out as
@@ -18,6 +19,8 @@ import orjson
 
 # orjson's own limit for nesting when writing; a deeper subtree becomes a fragment.
 WRITE_DEPTH = 200
+# The most digits an integer may have (sys.get_int_max_str_digits(); msgspec follows it).
+INTEGER_DIGITS = 4300
 # What orjson writes as an integer: from -2^63 up to 2^64 - 1.
 SMALLEST_INTEGER = -(2**63)
 LARGEST_INTEGER = 2**64 - 1
@@ -41,16 +44,21 @@ def explain(data: bytes | bytearray | memoryview | str, error: BaseException) ->
     """Why `data` does not decode, in words, with the character offset where orjson gives one."""
     if isinstance(error, RecursionError):
         return DecodeError("nested too deeply (more levels than ndpipe can process)")
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError as orjson_error:
-        message = orjson_error.msg
-        if "infinity" in message:
-            message = "a number beyond the range of JSON numbers ndpipe carries (about 1.8e308)"
-        return DecodeError(message, orjson_error.pos)
+    if "Integer value out of range" not in str(error):
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as orjson_error:
+            message = orjson_error.msg
+            if "infinity" in message:
+                message = "a number beyond the range of a double (about 1.8e308)"
+            return DecodeError(message, orjson_error.pos)
     message = str(error)
-    if "out of range" in message:
-        message = "a number beyond the range of JSON numbers ndpipe carries (about 1.8e308)"
+    if "Integer value out of range" in message:
+        message = (
+            f"an integer of more than {INTEGER_DIGITS:,} digits, more than ndpipe reads exactly"
+        )
+    elif "out of range" in message:
+        message = "a number beyond the range of a double (about 1.8e308)"
     return DecodeError(message)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import os
 import stat
 import sys
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ndpipe.errors import OutputError, UsageError
@@ -169,11 +170,18 @@ def _refuse_input(path: str, label: str) -> None:
         raise OutputError(f"cannot write {label}: it is the input {_inputs[identity]}")
 
 
-def check_files(inputs: list[str], outputs: list[tuple[str, str]]) -> None:
+# How many names of a numbered output (`--out 'users-{n}.json'`) are checked against the inputs
+# before the run; later ones are checked when they are written.
+NUMBERED_CHECKED = 1000
+Target = str | Callable[[int], str]
+
+
+def check_files(inputs: list[str], outputs: list[tuple[str, Target]]) -> None:
     """Refuse (exit 2) outputs that are an input, stdout's file, each other, or a directory.
 
     Called once the whole command line is parsed and before anything is opened for writing.
-    `inputs` are paths ('-' for stdin); `outputs` are (label, path) pairs.
+    `inputs` are paths ('-' for stdin); `outputs` are (label, path) pairs, where the path of
+    numbered files is a function from the file number to the name.
     """
     for path in inputs:
         protect_input(path)
@@ -184,23 +192,31 @@ def check_files(inputs: list[str], outputs: list[tuple[str, str]]) -> None:
             "write to another file"
         )
     seen: dict[str, str] = {}
-    for label, path in outputs:
-        if os.path.isdir(path):
-            raise UsageError(f"{label} is a directory; give a file name")
-        problem = _unwritable(path, make_directories=label in MAKES_DIRECTORIES)
+    for label, target in outputs:
+        if isinstance(target, str):
+            paths = [target]
+        else:
+            paths = [target(number) for number in range(1, NUMBERED_CHECKED + 1)]
+        first = paths[0]
+        if os.path.isdir(first):
+            raise UsageError(f"{label} {first} is a directory; give a file name")
+        problem = _unwritable(first, make_directories=label in MAKES_DIRECTORIES)
         if problem:
-            raise UsageError(f"cannot write {label} {path}: {problem}")
-        identity = _identity(path)
-        if identity is not None and identity in _inputs:
-            raise UsageError(
-                f"{label} {path} is the input ({_inputs[identity]}); writing it would destroy "
-                "the input: give another file"
-            )
-        if identity is not None and identity == stdout:
-            raise UsageError(f"{label} {path} is the file stdout goes to; give another file")
-        key = os.path.realpath(path)
+            raise UsageError(f"cannot write {label} {first}: {problem}")
+        for path in paths:
+            identity = _identity(path)
+            if identity is None:
+                continue
+            if identity in _inputs:
+                raise UsageError(
+                    f"{label} {path} is the input ({_inputs[identity]}); writing it would "
+                    "destroy the input: give another file"
+                )
+            if identity == stdout:
+                raise UsageError(f"{label} {path} is the file stdout goes to; give another file")
+        key = os.path.realpath(first)
         if key in seen:
-            raise UsageError(f"{label} and {seen[key]} are the same file, {path}; give two names")
+            raise UsageError(f"{label} and {seen[key]} are the same file, {first}; give two names")
         seen[key] = label
 
 

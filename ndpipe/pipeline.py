@@ -52,7 +52,7 @@ class Stage:
     # Files the stage reads, and files it writes as (label, path): checked against each other
     # once the whole command line is parsed, before anything is opened (see check_files).
     inputs: list[str] = field(default_factory=list)
-    outputs: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[tuple[str, output.Target]] = field(default_factory=list)
 
 
 def warn(command: str, message: str) -> None:
@@ -79,13 +79,16 @@ def _named(records: Records, name: str) -> Records:
 def check_order(stages: list[Stage]) -> None:
     """A source may only come first and a sink only last; say so before reading anything."""
     for index, stage in enumerate(stages):
+        problem = None
         if stage.source is not None and index > 0:
-            raise UsageError(f"{stage.name} reads input itself, so it must come first in a chain")
+            problem = f"{stage.name} reads input itself, so it must come first in a chain"
         if stage.sink is not None and index < len(stages) - 1:
             following = stages[index + 1].name
-            raise UsageError(
-                f"{stage.name} writes the final output; it cannot be followed by {following}"
-            )
+            problem = f"{stage.name} writes the final output; it cannot be followed by {following}"
+        if problem:
+            error = UsageError(problem)
+            error.command = stage.name  # type: ignore[attr-defined]
+            raise error
 
 
 def check_files(stages: list[Stage]) -> None:
@@ -93,6 +96,7 @@ def check_files(stages: list[Stage]) -> None:
 
     stdin counts as an input when it is a file (`< users.ndjson`).
     """
+    check_order(stages)
     inputs = ["-"] + [path for stage in stages for path in stage.inputs]
     outputs = [entry for stage in stages for entry in stage.outputs]
     output.check_files(inputs, outputs)

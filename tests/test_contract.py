@@ -3,6 +3,8 @@ a closed downstream ended quietly, and a README section."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ndpipe.cli import VerbGroup, cli
@@ -108,3 +110,96 @@ def test_closed_downstream_is_quiet(verb, tmp_path):
 def test_readme_has_a_section(verb):
     readme = (ROOT / "README.md").read_text()
     assert f"### `{verb}`" in readme
+
+
+# --- hostile conditions every verb must survive: a documented exit code, never a traceback ------
+
+# Exit codes the README documents; 70 (internal error) is documented too, but always a bug.
+DOCUMENTED_EXITS = {0, 1, 2, 3, 129, 130, 143}
+# Side files each verb can write, so that a failed command line can be checked for leftovers.
+SIDE_FILE_ARGS = {
+    "dedupe": ["--dups", "{tmp}/dups.ndjson"],
+    "upsert-patch": ["--unmatched", "{tmp}/unmatched.ndjson"],
+    "to-json-array": ["--out", "{tmp}/users.json"],
+    "import": ["--report", "{tmp}/report.ndjson"],
+}
+# Verbs that end the pipeline: nothing may follow them.
+SINKS = {"csv", "to-json-array", "import"}
+# Verbs that need no stdout (they write files and a summary).
+NO_STDOUT = {"import"}
+
+
+def side_args_for(verb: str, tmp_path) -> str:
+    extra = " ".join("'" + part.format(tmp=tmp_path) + "'" for part in SIDE_FILE_ARGS.get(verb, []))
+    return f"{verb} {args_for(verb, tmp_path)} {extra}".strip()
+
+
+def assert_clean(result) -> None:
+    assert b"Traceback" not in result.stderr, result.stderr
+    assert b"internal error" not in result.stderr, result.stderr
+    assert result.returncode in DOCUMENTED_EXITS, (result.returncode, result.stderr)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"\xff\xfe{}\n", b'{"a":"\xe9"}\n', b"[1]\n", b'{"a":1e400}\n', b"{" * 3000 + b"\n"],
+    ids=["utf16-bom", "latin1", "not-an-object", "huge-number", "deep"],
+)
+@pytest.mark.parametrize("verb", registered())
+def test_hostile_bad_line_has_a_documented_exit(verb, bad, tmp_path):
+    data = b'{"email":"a@example.com","email_verified":true,"app_metadata":{},"user_metadata":{}}\n'
+    result = shell(f"ndpipe {side_args_for(verb, tmp_path)}", input=data + bad)
+    assert_clean(result)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip()
+    # Nothing written beside the stream survives a failed run (the --out chunks of import
+    # before the bad line are complete files, and allowed).
+    left = [p.name for p in tmp_path.iterdir() if not p.name.startswith("chunk-")]
+    if verb == "to-json-array":
+        # --out holds exactly the records before the bad line, as a valid array.
+        assert left == ["users.json"], left
+        assert len(json.loads((tmp_path / "users.json").read_bytes())) == 1
+    else:
+        assert left == [], left
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_closed_stdin_has_a_documented_exit(verb, tmp_path):
+    result = shell(f"ndpipe {side_args_for(verb, tmp_path)} <&-")
+    assert_clean(result)
+    assert result.returncode in (1, 2), result.stderr
+    assert b"stdin" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", [verb for verb in registered() if verb not in NO_STDOUT])
+def test_stdout_to_dev_full_is_a_clean_error(verb, tmp_path):
+    users = ROOT / "fixtures" / "users.ndjson"
+    result = shell(f"ndpipe {verb} {args_for(verb, tmp_path)} < {users} > /dev/full")
+    assert_clean(result)
+    assert result.returncode == 1, result.stderr
+    message = result.stderr.decode()
+    assert "cannot write" in message and "stdout" in message, message
+    assert "stdin:" not in message, message
+
+
+@pytest.mark.parametrize("verb", registered())
+def test_bad_then_segment_leaves_no_file(verb, tmp_path):
+    users = ROOT / "fixtures" / "users.ndjson"
+    if verb in SINKS:
+        # A sink is last, so the bad segment comes before it.
+        line = f"ndpipe select 'x=nope(email)' then {verb} {side_args_for(verb, tmp_path)}"
+    else:
+        line = f"ndpipe {side_args_for(verb, tmp_path)} then csv --bogus"
+    result = shell(f"{line} < {users}")
+    assert_clean(result)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    assert list(tmp_path.iterdir()) == []
+    if verb not in SINKS:
+        # A sink followed by anything is refused the same way.
+        line = f"ndpipe {side_args_for(verb, tmp_path)} then to-json-array then head"
+        result = shell(f"{line} < {users}")
+        assert_clean(result)
+        assert result.returncode == 2, result.stderr
+        assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from ndpipe.ops.to_json_array import (
     OutputPattern,
     parse_size,
 )
-from ndpipe.output import AtomicFile
+from ndpipe.output import AtomicFile, Target
 from ndpipe.pipeline import Stage, plural, warn
 
 if TYPE_CHECKING:
@@ -291,9 +291,9 @@ def command(
         warn(NAME, line)
         return EXIT_DATA if failed else None
 
-    outputs = [("--report", report)] if report else []
+    outputs: list[tuple[str, Target]] = [("--report", report)] if report else []
     if pattern is not None:
-        outputs.append(("--out", pattern.path(1)))
+        outputs.append(("--out", pattern.path))
     return Stage(
         NAME,
         source=source if files else None,

@@ -17,6 +17,7 @@ from ndpipe.ops.to_json_array import (
     write_json_array,
     write_json_array_files,
 )
+from ndpipe.output import Target
 from ndpipe.pipeline import Stage, warn
 
 NAME = "to-json-array"
@@ -117,5 +118,7 @@ def command(
             warn(NAME, f"{following} is left from an earlier run; this run did not write it")
         return None
 
-    outputs = [("--out", pattern.path(1))] if pattern is not None else []
+    outputs: list[tuple[str, Target]] = []
+    if pattern is not None:
+        outputs.append(("--out", pattern.path if pattern.numbered else pattern.path(1)))
     return Stage(NAME, sink=sink, finish=finish, on_error=on_error, outputs=outputs)
