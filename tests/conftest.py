@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import settings
+
+from ndpipe import codec
 
 # The machine running the suite may be busy: examples are judged on results, never on time.
 settings.register_profile("ndpipe", deadline=None)
@@ -62,11 +63,13 @@ def shell(
 
 
 def ndjson(records: list[dict]) -> bytes:
-    return b"".join(orjson.dumps(record) + b"\n" for record in records)
+    """Records as NDJSON, numbers exact (integers of any size)."""
+    return b"".join(codec.dumps(record) + b"\n" for record in records)
 
 
 def records(output: bytes) -> list[dict]:
-    return [orjson.loads(line) for line in output.splitlines() if line.strip()]
+    """NDJSON read back exactly (orjson would read integers beyond 64 bits as floats)."""
+    return [codec.loads(line) for line in output.splitlines() if line.strip()]
 
 
 @pytest.fixture

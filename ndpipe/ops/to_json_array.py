@@ -34,8 +34,12 @@ FRAME = len(OPEN) + len(CLOSE)
 # Auth0's import takes files up to 512,000 bytes of request; 500,000 leaves room for the
 # multipart framing (AUTH0.md 2.2).
 AUTH0_MAX_BYTES = 500_000
-# How many file numbers a pattern is checked for giving distinct names before any is written.
+# How many file numbers a pattern is checked for giving distinct names before any is written,
+# when its format may drop digits (an exponent, a float's precision).
 CHECKED_NUMBERS = 100_000
+# Format specs that write an integer with all its digits: fill, alignment, sign, width,
+# grouping, and a decimal, hex, octal or binary presentation.
+_WHOLE_INTEGER = re.compile(r"(?:.?[<>=^])?[+\- ]?#?0?[0-9]*[,_]?[dxXob]?")
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
 _UNITS = {
@@ -85,6 +89,7 @@ class OutputPattern:
                 f"bad --out pattern {text!r}: {error} (write a brace as {{{{)"
             ) from None
         self.numbered = False
+        exact = True  # every {n} is written with all its digits ({n}, {n:04d}, {n:x})
         for _, name, spec, conversion in fields:
             if name is None:
                 continue
@@ -98,8 +103,9 @@ class OutputPattern:
             except ValueError as error:
                 raise UsageError(f"bad --out pattern {text!r}: {{n:{spec}}}: {error}") from None
             self.numbered = True
+            exact = exact and _WHOLE_INTEGER.fullmatch(spec or "") is not None
         self.text = text
-        if self.numbered:
+        if self.numbered and not exact:
             self._check_distinct()
 
     def _check_distinct(self) -> None:
