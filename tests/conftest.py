@@ -24,6 +24,8 @@ FIXTURES = ROOT / "fixtures"
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
+    # The CLI runs hundreds of times: let Python keep the compiled modules, as a user's would.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra or {})
     return env
 
