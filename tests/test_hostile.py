@@ -719,14 +719,19 @@ def test_a_signal_mid_run_leaves_no_side_file(run, signame, tmp_path):
     assert left == [], left
 
 
-@pytest.mark.parametrize("run", sorted(SIDE_FILE_RUNS))
-def test_side_files_are_renamed_into_place_when_the_run_ends(run, tmp_path):
+def side_file_run(run: str, tmp_path: Path) -> tuple[Path, list[str], bytes]:
+    """The watched directory, the arguments and the input of one SIDE_FILE_RUNS entry."""
     watched = tmp_path / "out"
     watched.mkdir()
     patch = tmp_path / "patch.ndjson"
     patch.write_bytes(b'{"email":"nobody@example.com","user_metadata":{"a":1}}\n')
     template, data = SIDE_FILE_RUNS[run]
-    args = [arg.format(d=watched, p=patch) for arg in template]
+    return watched, [arg.format(d=watched, p=patch) for arg in template], data
+
+
+@pytest.mark.parametrize("run", sorted(SIDE_FILE_RUNS))
+def test_side_files_are_renamed_into_place_when_the_run_ends(run, tmp_path):
+    watched, args, data = side_file_run(run, tmp_path)
     result = run_ndpipe(*args, input=data)
     clean(result, 0, 1)
     assert part_files(watched) == []
@@ -741,12 +746,7 @@ def test_side_files_are_renamed_into_place_when_the_run_ends(run, tmp_path):
 
 @pytest.mark.parametrize("run", sorted(SIDE_FILE_RUNS))
 def test_bad_input_leaves_no_side_file(run, tmp_path):
-    watched = tmp_path / "out"
-    watched.mkdir()
-    patch = tmp_path / "patch.ndjson"
-    patch.write_bytes(b'{"email":"nobody@example.com","user_metadata":{"a":1}}\n')
-    template, data = SIDE_FILE_RUNS[run]
-    args = [arg.format(d=watched, p=patch) for arg in template]
+    watched, args, data = side_file_run(run, tmp_path)
     result = run_ndpipe(*args, input=data + b'{"email": broken\n')
     clean(result, 1)
     assert b"stdin:2001" in result.stderr, result.stderr

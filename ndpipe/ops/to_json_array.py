@@ -114,11 +114,14 @@ class OutputPattern:
         for number in range(1, CHECKED_NUMBERS + 1):
             name = self.path(number)
             if name in seen:
-                raise UsageError(
-                    f"bad --out pattern {self.text!r}: files {seen[name]} and {number} would both "
-                    f"be {name}; use a format that numbers every file apart, such as {{n:04d}}"
-                )
+                raise UsageError(f"bad --out pattern {self.collision(name, seen[name], number)}")
             seen[name] = number
+
+    def collision(self, name: str, first: int, second: int) -> str:
+        return (
+            f"{self.text!r}: files {first} and {second} would both be {name}; use a format "
+            "that numbers every file apart, such as {n:04d}"
+        )
 
     def path(self, number: int) -> str:
         return self.text.format(n=number)
@@ -225,10 +228,7 @@ def write_json_array_files(
     def start() -> _ArrayFile:
         path = pattern.path(number)
         if path in names:
-            raise OutputError(
-                f"--out {pattern.text!r} gives the same name, {path}, to files {names[path]} and "
-                f"{number}: use a format that numbers every file apart, such as {{n:04d}}"
-            )
+            raise OutputError(f"--out {pattern.collision(path, names[path], number)}")
         names[path] = number
         return _ArrayFile(path)
 
