@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import click
+from click import shell_completion
 
 from ndpipe import __version__, output
 from ndpipe.errors import (
@@ -46,9 +47,13 @@ COMMANDS = [
     "import-clean",
     "upsert-patch",
     "import",
+    "diff",
 ]
 
 CHAIN_WORD = "then"
+
+# Set by the scripts of `_NDPIPE_COMPLETE=bash_source ndpipe` (or zsh_source, fish_source).
+COMPLETE_VARIABLE = "_NDPIPE_COMPLETE"
 
 
 class VerbGroup(click.Group):
@@ -150,7 +155,30 @@ def _say(text: str) -> None:
         pass  # no stderr to tell: the exit code still says it
 
 
+def complete(instruction: str) -> int:
+    """Shell completion: click's own, except that each `then` starts a new command."""
+    shell, _, action = instruction.partition("_")
+    completion_class = shell_completion.get_completion_class(shell)
+    if completion_class is None or action != "complete":
+        return shell_completion.shell_complete(cli, {}, "ndpipe", COMPLETE_VARIABLE, instruction)
+    completer = completion_class(cli, {}, "ndpipe", COMPLETE_VARIABLE)
+    try:
+        args, incomplete = completer.get_completion_args()
+    except (KeyError, ValueError):  # not called by a completion script
+        return 1
+    if CHAIN_WORD in args:
+        args = args[len(args) - args[::-1].index(CHAIN_WORD) :]
+    items = completer.get_completions(args, incomplete)
+    if args and incomplete and CHAIN_WORD.startswith(incomplete):
+        items.append(shell_completion.CompletionItem(CHAIN_WORD))
+    click.echo("\n".join(completer.format_completion(item) for item in items).encode())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    instruction = os.environ.get(COMPLETE_VARIABLE)
+    if instruction:
+        return complete(instruction)
     args = list(sys.argv[1:] if argv is None else argv)
     name = args[0] if args else ""
     # Records may nest up to 1,024 levels (the most orjson reads); recursive code walking them

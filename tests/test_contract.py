@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from ndpipe import codec
 from ndpipe.cli import VerbGroup, cli
 from tests.conftest import ROOT, shell
 
@@ -26,6 +27,7 @@ MINIMAL_ARGS = {
     "to-json-array": [],
     "import-clean": ["--rejects", "{tmp}/rejects.ndjson"],
     "upsert-patch": ["--set", "user_metadata.flag=true"],
+    "diff": ["-", "/dev/null", "-k", "email"],
     "import": [
         "--dry-run",
         "--out",
@@ -94,7 +96,15 @@ def test_closed_downstream_is_quiet(verb, tmp_path):
     if verb == "import":
         pytest.skip("import writes chunk files and a summary, not a stream")
     big = tmp_path / "big.ndjson"
-    big.write_bytes((ROOT / "fixtures" / "users.ndjson").read_bytes() * 3000)
+    users = (ROOT / "fixtures" / "users.ndjson").read_bytes().splitlines()
+    if verb == "diff":  # diff refuses a key twice on one side: give every copy its own email
+        copies = [
+            codec.dumps({**codec.loads(line), "email": f"u{number}@example.com"})
+            for number, line in enumerate(users * 3000)
+        ]
+        big.write_bytes(b"\n".join(copies) + b"\n")
+    else:
+        big.write_bytes(b"\n".join(users * 3000) + b"\n")
     result = shell(f"ndpipe {verb} {args_for(verb, tmp_path)} < {big} | head -c 100 > /dev/null")
     assert result.returncode == 0, result.stderr
     if verb in SUMMARIZING:
