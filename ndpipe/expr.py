@@ -6,10 +6,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import jmespath
 from jmespath import exceptions as jmespath_errors
 
 from ndpipe.errors import RecordError, UsageError
 from ndpipe.jmespath_compiler import LiteralNumberError
+from ndpipe.jmespath_compiler import _compile as compile_tree  # the `user.`-stripped AST
 from ndpipe.jmespath_compiler import compile_expression as compile_to_closures
 
 # What ops catch around evaluation: any runtime failure of an expression on one record.
@@ -76,7 +78,70 @@ def compile_expression(text: str, what: str = "expression") -> Expression:
         raise UsageError(
             f"bad {what} {text!r}: {_reason(error)}{where}{_caret(text, position)}"
         ) from None
-    return Expression(text, search)
+    return Expression(text, _with_user_prefix(text, search))
+
+
+# The User Import/Export extension binds `user` to the record (`user.user_metadata.name ||
+# user.name`). A path rooted at `user.` therefore means the record itself when the record has no
+# top-level `user` (or it is null); a record that has one keeps JMESPath's meaning.
+USER = "user"
+
+
+def _with_user_prefix(text: str, search: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    tree: dict[str, Any] = dict(jmespath.compile(text).parsed)
+    stripped = strip_user_prefix(tree)
+    if stripped == tree:
+        return search  # no `user.` path: nothing to choose, nothing to pay
+    on_record = compile_tree(stripped)
+
+    def either(value: Any) -> Any:
+        if type(value) is dict and value.get(USER) is None:
+            return on_record(value)
+        return search(value)
+
+    return either
+
+
+# Node types whose every child is evaluated against the same value as the node itself.
+_SAME_VALUE = frozenset(
+    {
+        "or_expression", "and_expression", "not_expression", "comparator", "multi_select_list",
+        "multi_select_dict", "key_val_pair", "function_expression",
+    }
+)  # fmt: skip
+# Node types whose first child only sees that value (the rest see its result or its elements).
+_FIRST_CHILD = frozenset(
+    {"pipe", "projection", "value_projection", "filter_projection", "index_expression", "flatten"}
+)
+
+
+def strip_user_prefix(node: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a JMESPath AST whose paths that start at the root with `user.` lose the prefix.
+
+    Paths inside a projection, a filter, the right of a pipe or an `&expression` are not at the
+    root (they see elements or results), so they are kept.
+    """
+    node_type = node["type"]
+    children = node["children"]
+    if node_type == "subexpression":
+        first = children[0]
+        if first["type"] == "field" and first["value"] == USER:
+            rest = children[1:]
+            return rest[0] if len(rest) == 1 else {**node, "children": rest}
+        return {**node, "children": [strip_user_prefix(first), *children[1:]]}
+    if node_type in _SAME_VALUE:
+        return {
+            **node,
+            "children": [
+                strip_user_prefix(child)
+                if type(child) is dict and child["type"] != "expref"
+                else child
+                for child in children
+            ],
+        }
+    if node_type in _FIRST_CHILD and children:
+        return {**node, "children": [strip_user_prefix(children[0]), *children[1:]]}
+    return node
 
 
 def _reason(error: jmespath_errors.JMESPathError) -> str:

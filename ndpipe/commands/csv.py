@@ -7,7 +7,7 @@ from typing import Any, BinaryIO
 import click
 
 from ndpipe.commands import usage, verb
-from ndpipe.errors import EXIT_OK, UsageError
+from ndpipe.errors import EXIT_DATA, EXIT_OK, UsageError
 from ndpipe.io import Encoder, Position, Records
 from ndpipe.ops.csv import Dropped, csv, parse_columns, parse_delimiter, write_lines
 from ndpipe.pipeline import Stage, warn
@@ -49,8 +49,9 @@ def _usage_error(parse: Callable[[Any], Any]) -> Callable[..., Any]:
 @click.option(
     "--strict",
     is_flag=True,
-    help="A record with fields that are not in the header is an error (exit 1), "
-    "instead of a warning at the end.",
+    help="A record with fields that are not in the header is an error (exit 1), and so, "
+    "after the run, is a --columns column that is missing or null in every record; "
+    "both are otherwise warnings at the end.",
 )
 def command(
     columns: list[str] | None,
@@ -79,7 +80,9 @@ def command(
 
     Fields that are not in a first-record header are not written: a warning at
     the end counts the records and names the fields (--strict stops instead).
-    With --columns, other fields are left out on purpose, without a warning.
+    With --columns, other fields are left out on purpose, without a warning;
+    a named column that is missing or null in every record is reported, with
+    the likely intended one (--strict: exit 1 after the run).
 
     \b
     Examples:
@@ -112,8 +115,11 @@ def command(
                 f"first record), not written: {dropped.listed()}; "
                 "name all the columns with --columns",
             )
-        if dropped.rows and dropped.unseen:
-            warn("csv", f"no record has the column(s) {', '.join(dropped.unseen)}; left empty")
+        unseen = dropped.unseen_message()
+        if unseen is not None:
+            warn("csv", unseen + (" (--strict)" if strict else ""))
+            if strict:
+                return EXIT_DATA
         return EXIT_OK
 
     return Stage("csv", sink=sink, finish=finish, on_error=on_error)

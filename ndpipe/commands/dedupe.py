@@ -8,6 +8,7 @@ from ndpipe.commands import key_option, verb
 from ndpipe.expr import Expression
 from ndpipe.io import ErrorPolicy, Record, Records, SideFile
 from ndpipe.ops.dedupe import DedupeStats, dedupe
+from ndpipe.ops.select import key_names, watching
 from ndpipe.pipeline import Stage, warn
 
 NAME = "dedupe"
@@ -32,7 +33,8 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
     Memory grows only with the number of distinct keys: a 16-byte digest of
     each, 80 to 105 bytes per key in all. A record whose key is null or missing
     is never a duplicate: it is kept, and counted on stderr with the
-    duplicates.
+    duplicates. A key that is missing or null in every record is named, with
+    the likely intended path.
 
     \b
     Examples:
@@ -40,11 +42,12 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
       ndpipe dedupe -k given_name -k family_name < fixtures/users.ndjson
     """
     stats = DedupeStats()
+    named, unset = key_names(keys)
 
     def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
         handle = SideFile(dups, "--dups") if dups is not None else None
         yield from dedupe(
-            records,
+            watching(records, named, unset),
             keys=keys,
             stats=stats,
             ignore_case=ignore_case,
@@ -61,6 +64,8 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
             f"{stats.read} read, {stats.kept} kept, {stats.duplicates} {noun} dropped"
             f"{where}{keyless}",
         )
+        for message in unset.messages("key"):
+            warn(NAME, message)
         return None
 
     return Stage(

@@ -5,7 +5,7 @@ from functools import partial
 import click
 
 from ndpipe.commands import usage, verb
-from ndpipe.errors import NdpipeError
+from ndpipe.errors import EXIT_DATA, NdpipeError
 from ndpipe.ops.select import (
     MISSING_MODES,
     PRESETS,
@@ -15,8 +15,9 @@ from ndpipe.ops.select import (
     parse_field,
     read_fields_file,
     select,
+    unset_fields,
 )
-from ndpipe.pipeline import Stage
+from ndpipe.pipeline import Stage, warn
 
 
 @verb("select")
@@ -40,8 +41,19 @@ from ndpipe.pipeline import Stage
     show_default=True,
     help="A missing or null value: write null, omit the key, or write an empty string.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A field that is missing or null in every record is an error (exit 1) after the "
+    "run, instead of a warning.",
+)
 def command(
-    fields: list[Field], fields_file: list[Field], preset: str | None, missing: str, on_error: str
+    fields: list[Field],
+    fields_file: list[Field],
+    preset: str | None,
+    missing: str,
+    strict: bool,
+    on_error: str,
 ) -> Stage:
     """Keep and rename fields: each FIELD is EXPR or NAME=EXPR (JMESPath).
 
@@ -50,9 +62,15 @@ def command(
     bare expression is keyed by its own text. Fields come in this order: --preset,
     --fields-file, then the arguments.
 
+    As in the User Import/Export extension, a path that starts with user.
+    (user.email) reads the record itself when it has no top-level "user" field.
+    A field that is missing or null in every record is named on stderr at the
+    end, with the likely intended path (--strict: exit 1).
+
     \b
     Examples:
       ndpipe select email 'Name=user_metadata.name || name' < fixtures/users.ndjson
+      ndpipe select 'Name=user.user_metadata.name || user.name' < fixtures/users.ndjson
       ndpipe select --preset auth0-default < fixtures/users.ndjson | ndpipe csv
     """
     chosen = (auth0_fields(PRESETS[preset], preset) if preset else []) + fields_file + fields
@@ -60,9 +78,17 @@ def command(
         check_fields(chosen)
     except NdpipeError as error:
         raise click.UsageError(str(error)) from None
+    unset = unset_fields(chosen)
+
+    def finish() -> int | None:
+        for message in unset.messages("field"):
+            warn("select", message + (" (--strict)" if strict else ""))
+        return EXIT_DATA if strict and unset.pending and unset.records else None
+
     return Stage(
         "select",
-        transform=partial(select, fields=chosen, missing=missing),
+        transform=partial(select, fields=chosen, missing=missing, unset=unset),
+        finish=finish,
         on_error=on_error,
         takes_policy=True,
     )

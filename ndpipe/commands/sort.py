@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Iterable
 
 import click
 
 from ndpipe.commands import key_option, usage, verb
 from ndpipe.errors import UsageError
 from ndpipe.expr import Expression
+from ndpipe.io import ErrorPolicy, Record, Records
+from ndpipe.ops.select import key_names, watching
 from ndpipe.ops.sort import sort
 from ndpipe.ops.to_json_array import parse_size
-from ndpipe.pipeline import Stage
+from ndpipe.pipeline import Stage, warn
 
 NAME = "sort"
 # Below this a run holds too few records to be worth a file.
@@ -59,7 +61,8 @@ def command(
     then null and missing last. --desc reverses everything except null and
     missing, which stay last (SQL's NULLS LAST). Input that fits in
     --buffer-size is sorted in memory; beyond it, sorted runs go to
-    temporary files and are merged.
+    temporary files and are merged. A key that is missing or null in every
+    record is named on stderr at the end, with the likely intended path.
 
     \b
     Examples:
@@ -67,15 +70,20 @@ def command(
       ndpipe sort -k logins_count --desc < fixtures/users.ndjson | ndpipe head -n 3
       ndpipe sort -k app_metadata.plan -k email < fixtures/users.ndjson
     """
-    return Stage(
-        NAME,
-        transform=partial(
-            sort,
+    named, unset = key_names(keys)
+
+    def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
+        return sort(
+            watching(records, named, unset),
             keys=keys,
             descending=descending,
             buffer_size=buffer_size,
             temp_dir=temp_dir,
-        ),
-        on_error=on_error,
-        takes_policy=True,
-    )
+            policy=policy,
+        )
+
+    def finish() -> None:
+        for message in unset.messages("key"):
+            warn(NAME, message)
+
+    return Stage(NAME, transform=transform, finish=finish, on_error=on_error, takes_policy=True)

@@ -38,6 +38,7 @@ from ndpipe import codec
 from ndpipe.csvio import header_cell
 from ndpipe.errors import DataError, RecordError
 from ndpipe.io import Record
+from ndpipe.ops.select import Unset, suggest
 
 # Rows are written in batches of this many lines.
 BATCH_LINES = 2048
@@ -53,8 +54,10 @@ class Dropped:
     records: int = 0
     names: list[str] = field(default_factory=list)
     more_names: bool = False
-    # Columns not (yet) found in any record: a typo in --columns shows up as an empty column.
+    # Columns not (yet) found with a value in any record: a typo in --columns shows up as an
+    # empty column. `sample` keeps the key paths of the first records, to suggest the right one.
     unseen: list[str] = field(default_factory=list)
+    sample: Unset = field(default_factory=lambda: Unset({}))
     rows: int = 0
 
     def add(self, names: Iterable[str]) -> None:
@@ -69,6 +72,24 @@ class Dropped:
 
     def listed(self) -> str:
         return ", ".join(self.names) + (", ..." if self.more_names else "")
+
+    def unseen_message(self) -> str | None:
+        """What to say about the --columns columns that no record gave a value, if any."""
+        if not (self.rows and self.unseen):
+            return None
+        every = "the record" if self.rows == 1 else f"all {self.rows} records"
+        message = (
+            f"no record has the column(s) {', '.join(self.unseen)} "
+            f"(missing or null in {every}); left empty"
+        )
+        hints = [
+            f"{intended!r} for {name!r}"
+            for name in self.unseen
+            if (intended := suggest(name, self.sample.paths)) is not None
+        ]
+        if hints:
+            message += f"; did you mean {', '.join(hints)}?"
+        return message
 
 
 def parse_delimiter(text: str) -> str:
@@ -242,7 +263,8 @@ def csv(
         if record.keys() == column_keys:
             values = get(record)
             if dropped.unseen:
-                dropped.unseen = []
+                dropped.sample.saw(record)
+                dropped.unseen = [name for name in dropped.unseen if record[name] is None]
         else:
             row: Record = {}
             extra: list[str] = []
@@ -256,7 +278,8 @@ def csv(
                     )
                 dropped.add(extra)
             if dropped.unseen:
-                dropped.unseen = [name for name in dropped.unseen if name not in row]
+                dropped.sample.saw(record)
+                dropped.unseen = [name for name in dropped.unseen if row.get(name) is None]
             values = [row.get(name) for name in columns]
         cells = [value if type(value) is str else _text(value) for value in values]
         line = join(cells)
