@@ -16,7 +16,8 @@ Two styles say what the cells mean:
   (an ISO date) stays a string. Header titles lose the `'` that `csv` puts before a title a
   spreadsheet would run as a formula (see `read_titles`), and dotted titles are nested back into
   objects when that is unambiguous (see `nested_paths`).
-- `plain`: every cell is a string, and an empty cell is null; titles are used verbatim. Nothing
+- `plain`: every cell is a string, and an empty cell is null; titles are used verbatim (and
+  nested like the auth0 style's when the caller asks, as `fetch` does by default). Nothing
   is guessed: inferring types would turn zip codes like `02134`, ids and `1.10` into numbers
   that no longer read as the source did. Convert explicitly where needed:
   `map --set 'logins_count=to_number(logins_count)'`.
@@ -27,6 +28,10 @@ number, an ISO 8601 date-time, or JSON array/object text. That is what an Auth0 
 like; a plain CSV has unprefixed strings (names, emails) and is read as `plain`. Rows with no
 string cell at all (only numbers, booleans, dates, empty cells) give no evidence, and are read as
 `plain`: give `--csv-style auth0` for those.
+
+Columns with an empty title (the `,,` tail a spreadsheet leaves after the last used column) are
+ignored as long as their cells are empty too; a row with data under an empty title is an error,
+as there is no key to put it under.
 
 Rows that cannot be read are reported by the physical lines they cover (see `_rows`).
 """
@@ -386,6 +391,8 @@ def _header(cells: list[str], style: str, where: str) -> list[str]:
         cells = read_titles(cells)
     seen: set[str] = set()
     for cell in cells:
+        if not cell:
+            continue  # untitled columns are left out of the records (see read_csv)
         if cell in seen:
             raise DataError(
                 f"the header names the column {cell!r} twice, so rows cannot be keyed by it",
@@ -406,12 +413,14 @@ def read_csv(
     policy: ErrorPolicy,
     *,
     style: str = "auto",
-    nest: bool = True,
+    nest: bool | None = None,
 ) -> Records:
     """Records from CSV bytes: one per row, keyed by the header (the first non-blank row).
 
-    With `nest` (the default), the auth0 style nests dotted titles back into objects (see
-    `nested_paths`); without it every title is a flat key.
+    `nest` says whether dotted titles are nested into objects (see `nested_paths`): True for
+    both styles, False for neither, None (the default) for the auth0 style only, whose dots are
+    known to be Auth0's field paths. Columns with an empty title are left out; a row with data
+    in one is an error.
     """
     rows = _rows(buffered, position, policy)
     first = next(rows, None)
@@ -432,9 +441,14 @@ def read_csv(
             sample_failed = None
         style = detect_style(cells for _, _, cells in sample)
         rows = chain(sample, _raise(sample_failed)) if sample_failed else chain(sample, rows)
-    header = _header(header_cells, style, f"{position.name}:{header_line}")
-    paths = nested_paths(header) if style == "auth0" and nest else None
-    width = len(header)
+    all_titles = _header(header_cells, style, f"{position.name}:{header_line}")
+    width = len(all_titles)
+    untitled = [index for index, title in enumerate(all_titles) if not title]
+    titled = [index for index, title in enumerate(all_titles) if title]
+    header = [all_titles[index] for index in titled]
+    if nest is None:
+        nest = style == "auth0"
+    paths = nested_paths(header) if nest else None
     convert = auth0_cell
     name = position.name
     for line, end, cells in rows:
@@ -448,10 +462,26 @@ def read_csv(
                 f"found {len(cells)}",
             )
             continue
+        if untitled:
+            filled = next((index for index in untitled if cells[index]), None)
+            if filled is not None:
+                _lines_lost(
+                    policy,
+                    name,
+                    line,
+                    end,
+                    f"column {filled + 1} has data ({cells[filled][:40]!r}) but no title in "
+                    f"the header (line {header_line}), so it has no key: give it a title",
+                )
+                continue
+            cells = [cells[index] for index in titled]
         position.number = line
-        if style == "plain":
-            yield dict(zip(header, [cell or None for cell in cells], strict=True))
-        elif paths is None:
-            yield dict(zip(header, [convert(cell) for cell in cells], strict=True))
+        values = (
+            [cell or None for cell in cells]
+            if style == "plain"
+            else [convert(cell) for cell in cells]
+        )
+        if paths is None:
+            yield dict(zip(header, values, strict=True))
         else:
-            yield _nest(paths, [convert(cell) for cell in cells])
+            yield _nest(paths, values)

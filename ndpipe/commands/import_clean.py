@@ -61,7 +61,10 @@ def command(
     identities, logins_count, Connection, ...) and forbidden app_metadata keys,
     strips 'auth0|' from user_id (an id of another connection, such as
     google-oauth2|..., is dropped), lower-cases email, drops null and empty
-    values, and writes email_verified on every record. Then each record is
+    values (also inside metadata), nests flat dotted keys (app_metadata.plan,
+    user_metadata.address.zip) into their object, reads spreadsheet booleans
+    (TRUE/FALSE, 1/0, yes/no) in email_verified, phone_verified and blocked,
+    and writes email_verified on every record. Then each record is
     checked against the import schema (email format, types, lengths, E.164
     phone, password hashes, MFA factors). Records that still fail go to
     --rejects (or stderr) with their line number and reasons, never silently

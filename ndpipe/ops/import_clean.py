@@ -1,9 +1,11 @@
 """import-clean: turn exported users into records Auth0's bulk import accepts.
 
-Each record is cleaned (extension column names renamed back, export-only and unknown keys
-dropped, `auth0|` stripped from user_id, email lower-cased, forbidden app_metadata keys, nulls
-and empty strings dropped, email_verified written explicitly), then checked against the import
-schema (ndpipe.auth0.schema). A record that still fails is handed to `on_reject` with its
+Each record is cleaned (dotted `app_metadata.*`/`user_metadata.*` keys nested, extension
+column names renamed back, export-only and unknown keys dropped, `auth0|` stripped from user_id,
+email lower-cased, forbidden app_metadata keys, nulls (also inside metadata) and empty strings
+dropped, boolean fields written as spreadsheets write them (TRUE, yes, 1...) made booleans,
+email_verified written explicitly), then checked against the import schema
+(ndpipe.auth0.schema). A record that still fails is handed to `on_reject` with its
 original content and the reasons, and is not yielded: nothing disappears without a report.
 """
 
@@ -38,6 +40,10 @@ OTHER_KEYS = "(other keys)"
 _SCHEMA = frozenset(SCHEMA_FIELDS)
 _OPTIONAL_STRINGS = STRING_FIELDS - {"email"}
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
+# How spreadsheets and the people filling them write booleans (compared lower-cased, trimmed).
+BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+METADATA_FIELDS = ("app_metadata", "user_metadata")
+COLLISION = "DOTTED_KEY_COLLISION"
 
 
 @dataclass
@@ -97,6 +103,82 @@ def _user_id(value: Any, out: Record, stats: CleanStats, drop_user_id: bool) -> 
     out["user_id"] = value
 
 
+def nest_dotted_metadata(record: Record) -> tuple[Record, list[Problem]]:
+    """`record` with its `app_metadata.a.b` style keys nested into the metadata objects.
+
+    Such keys arrive from a CSV read with flat titles, or any NDJSON. A null value (an empty
+    cell) is dropped. A key whose path runs into a value that is not an object, or that names an
+    object already there, collides: nothing is guessed, and the reasons are returned instead
+    (the record is then returned unchanged). Keys with an empty part stay as they are.
+    """
+    dotted = [
+        key
+        for key in record
+        if key.partition(".")[0] in METADATA_FIELDS and all(key.split(".")) and "." in key
+    ]
+    if not dotted:
+        return record, []
+    out: Record = {key: value for key, value in record.items() if key not in dotted}
+    copied: set[int] = set()
+    problems: list[Problem] = []
+    for key in dotted:
+        value = record[key]
+        if value is None:
+            continue
+        parts = key.split(".")
+        target = out
+        for depth, part in enumerate(parts[:-1]):
+            inner = target.get(part)
+            if inner is None:
+                inner = target[part] = {}
+                copied.add(id(inner))
+            elif not isinstance(inner, dict):
+                where = ".".join(parts[: depth + 1])
+                problems.append(
+                    Problem(
+                        COLLISION,
+                        key,
+                        f"the key {key!r} needs {where} to be an object, but it holds {inner!r}",
+                    )
+                )
+                break
+            elif id(inner) not in copied:
+                # Nest into a copy, so that the record as read is reported unchanged.
+                inner = target[part] = dict(inner)
+                copied.add(id(inner))
+            target = inner
+        else:
+            last = parts[-1]
+            if target.get(last) is not None:
+                problems.append(
+                    Problem(
+                        COLLISION,
+                        key,
+                        f"the key {key!r} and the nested value {key} are both given "
+                        f"({target[last]!r}); keep one",
+                    )
+                )
+            else:
+                target[last] = value
+    return (record, problems) if problems else (out, [])
+
+
+def _drop_nulls(value: dict[str, Any], stats: CleanStats) -> dict[str, Any]:
+    """A copy of a metadata object without null members, at any depth; objects that only held
+    nulls go too (an empty cell under user_metadata.address.city leaves no address)."""
+    kept: dict[str, Any] = {}
+    for key, inner in value.items():
+        if inner is None:
+            stats.fixes["empty or null values dropped"] += 1
+            continue
+        if isinstance(inner, dict) and inner:
+            inner = _drop_nulls(inner, stats)
+            if not inner:
+                continue
+        kept[key] = inner
+    return kept
+
+
 def clean_user(
     record: Record, *, email_verified: str, drop_user_id: bool, stats: CleanStats
 ) -> Record:
@@ -132,9 +214,16 @@ def clean_user(
 
     for name in BOOLEAN_FIELDS:
         value = out.get(name)
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            out[name] = value.strip().lower() == "true"
+        if isinstance(value, str) and value.strip().lower() in BOOLEAN_TEXT:
+            out[name] = BOOLEAN_TEXT[value.strip().lower()]
             stats.fixes[f"{name} text made a boolean"] += 1
+
+    for name in METADATA_FIELDS:
+        value = out.get(name)
+        if isinstance(value, dict) and value:
+            out[name] = _drop_nulls(value, stats)
+            if not out[name]:
+                del out[name]
 
     for name in _OPTIONAL_STRINGS:
         if out.get(name) == "":
@@ -206,8 +295,14 @@ def import_clean(
                 stats.passed += 1
             yield record
             continue
+        nested, problems = nest_dotted_metadata(record)
+        if problems:
+            stats.rejected += 1
+            stats.reject_codes.update({problem.code for problem in problems})
+            on_reject(Rejected(number, record, problems))
+            continue
         cleaned = clean_user(
-            record, email_verified=email_verified, drop_user_id=drop_user_id, stats=stats
+            nested, email_verified=email_verified, drop_user_id=drop_user_id, stats=stats
         )
         problems = check_user(cleaned)
         if problems:
