@@ -25,7 +25,8 @@ SUMMARY_KEYS = ("inserted", "updated", "failed", "total")
 @dataclass
 class ImportStats:
     users: int = 0  # sent to Auth0
-    jobs: int = 0
+    jobs: int = 0  # sent
+    done: int = 0  # ended, completed or not
     failed_jobs: int = 0
     lost: int = 0  # users of jobs that failed
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUMMARY_KEYS, 0))
@@ -40,7 +41,11 @@ class Running:
 
 
 class Importer:
-    """Sends chunks as import jobs and follows them to the end; `report` gets failed users."""
+    """Sends chunks as import jobs and follows them to the end; `report` gets failed users.
+
+    `progress`, if given, gets the stats after each job sent, each job ended and each round of
+    polling, to show how the run is going.
+    """
 
     def __init__(
         self,
@@ -52,6 +57,7 @@ class Importer:
         external_id: Callable[[int], str],
         report: Callable[[Record], None],
         notify: Callable[[str], None],
+        progress: Callable[[ImportStats], None] | None = None,
     ) -> None:
         self.client = client
         self.connection_id = connection_id
@@ -60,6 +66,7 @@ class Importer:
         self.external_id = external_id
         self.report = report
         self.notify = notify
+        self.progress = progress or (lambda stats: None)
         self.active: list[Running] = []
         self.stats = ImportStats()
 
@@ -121,6 +128,7 @@ class Importer:
         self.stats.users += chunk.count
         self.active.append(Running(chunk, job["id"], external_id, self.client.now()))
         self.notify(f"job {job['id']} ({external_id}, {plural(chunk.count, 'user')}): submitted")
+        self.progress(self.stats)
 
     def _wait_for_one(self) -> None:
         """Read the active jobs until one has ended, and settle it."""
@@ -131,6 +139,8 @@ class Importer:
                 if status == "completed" or status in JOB_FAILED:
                     self.active.remove(running)
                     self._settle(running, job)
+                    self.stats.done += 1
+                    self.progress(self.stats)
                     return
                 waited = self.client.now() - running.submitted
                 if waited > self.client.job_timeout:
@@ -138,6 +148,7 @@ class Importer:
                         f"import job {running.job_id} is still {status!r} after "
                         f"{waited / 3600:.1f} h; stopped waiting (it may still finish)"
                     )
+            self.progress(self.stats)
             self.client.pause()
 
     def _settle(self, running: Running, job: dict[str, Any]) -> None:

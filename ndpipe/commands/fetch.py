@@ -19,6 +19,7 @@ from ndpipe.errors import Refused, RemoteError, UsageError
 from ndpipe.io import ErrorPolicy, Position, Records, read_records, read_stream
 from ndpipe.ops.select import auth0_fields, load_fields_file
 from ndpipe.pipeline import Stage, plural, warn
+from ndpipe.progress import CHECK_EVERY, DownloadProgress
 
 if TYPE_CHECKING:
     from ndpipe.auth0.client import Auth0Client
@@ -103,9 +104,12 @@ class ExportJob:
                 client.poll_job(job_id, progress)
             finally:
                 progress.close()
+            download = DownloadProgress(f"ndpipe {NAME}: job {job_id}", enabled=not self.quiet)
+            _watch_downloads(client, download.response)
             stream = client.open_export(job_id)
             try:
                 yield from self._counted(
+                    download,
                     read_stream(
                         stream,
                         f"export job {job_id}",
@@ -113,7 +117,7 @@ class ExportJob:
                         position,
                         # A csv job is Auth0-escaped CSV; read it back into typed values.
                         other=partial(read_csv, style="auth0", nest=False),
-                    )
+                    ),
                 )
             except RemoteError as error:
                 if isinstance(error, Refused):
@@ -124,15 +128,18 @@ class ExportJob:
                 )
                 raise
             finally:
+                download.close(self.count)
                 stream.close()
             if not self.quiet:
                 warn(NAME, f"export job {job_id}: {plural(self.count, 'user')}")
         finally:
             client.close()
 
-    def _counted(self, records: Records) -> Iterator[Any]:
+    def _counted(self, download: DownloadProgress, records: Records) -> Iterator[Any]:
         for record in records:
             self.count += 1
+            if not self.count % CHECK_EVERY:  # the clock is read only every CHECK_EVERY users
+                download.update(self.count)
             yield record
 
     def _start(self) -> str:
@@ -160,6 +167,13 @@ class ExportJob:
     "true/false and numbers are typed, empty is null. plain: every cell a string (no type "
     "guessing), empty is null. auto: auth0 if the first 100 rows have '-prefixed cells and "
     "no other bare strings (dates aside), else plain.",
+)
+@click.option(
+    "--flat-headers",
+    is_flag=True,
+    help="Keep dotted CSV titles as flat keys. Default: nest them into objects "
+    '(user_metadata.address.city gives {"user_metadata": {"address": {"city": ...}}}) '
+    "when no title is both a value and a prefix of another, and none has an empty part.",
 )
 @tenant_options
 @click.option(
@@ -198,6 +212,7 @@ class ExportJob:
 def command(
     source: str | None,
     csv_style: str,
+    flat_headers: bool,
     tenant: Tenant,
     connection: str | None,
     fields: list[dict[str, str]],
@@ -251,9 +266,8 @@ def command(
             )
 
         def read(policy: ErrorPolicy, position: Position) -> Records:
-            return read_records(
-                source or "-", policy, position, other=partial(read_csv, style=csv_style)
-            )
+            reader = partial(read_csv, style=csv_style, nest=not flat_headers)
+            return read_records(source or "-", policy, position, other=reader)
 
         return Stage(NAME, source=read, on_error=on_error, inputs=[source or "-"])
 
@@ -285,6 +299,15 @@ def command(
         quiet=quiet,
     )
     return Stage(NAME, source=job.records, on_error=on_error)
+
+
+def _watch_downloads(client: Auth0Client, hook: Callable[[Any], None]) -> None:
+    """Let HOOK see each download response (its size, the bytes received so far)."""
+    # The download client is the one without the token; httpx calls response hooks as soon
+    # as the headers arrive, before the body is read.
+    hooks = getattr(getattr(client, "_download", None), "event_hooks", None)
+    if isinstance(hooks, dict):
+        hooks.setdefault("response", []).append(hook)
 
 
 def _field(ctx: click.Context, param: click.Parameter, text: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -10,7 +11,16 @@ from ndpipe.auth0.schema import Problem
 from ndpipe.commands import usage, verb
 from ndpipe.commands.tenant import Tenant, check_tenant, open_client, tenant_options
 from ndpipe.errors import EXIT_DATA
-from ndpipe.io import Encoder, ErrorPolicy, Position, Record, Records, SideFile, read_records
+from ndpipe.io import (
+    Encoder,
+    ErrorPolicy,
+    Position,
+    Record,
+    Records,
+    SideFile,
+    open_input,
+    read_stream,
+)
 from ndpipe.ops.import_users import Chunk, chunk_users, report_entry
 from ndpipe.ops.to_json_array import (
     AUTH0_MAX_BYTES,
@@ -20,6 +30,7 @@ from ndpipe.ops.to_json_array import (
 )
 from ndpipe.output import AtomicFile, Target
 from ndpipe.pipeline import Stage, plural, warn
+from ndpipe.progress import InputGauge, Progress, clear_line, duration
 
 if TYPE_CHECKING:
     from ndpipe.auth0.importer import ImportStats
@@ -68,6 +79,22 @@ def describe(entry: Record) -> str:
         if isinstance(e, dict)
     )
     return f"{where}: {who or 'user'} failed: {reasons}"
+
+
+def progress_text(stats: ImportStats, elapsed: float, read: float | None) -> str:
+    """The progress line: jobs, users imported so far, the rate, and the time left when the
+    share READ of the input is known."""
+    imported = sum(stats.totals[key] for key in ("inserted", "updated", "failed"))
+    rate = imported / elapsed if elapsed > 0 else 0.0
+    text = (
+        f"{stats.done}/{plural(stats.jobs, 'job')} done, {imported:,} "
+        f"user{'' if imported == 1 else 's'} imported, {rate:,.{1 if rate < 10 else 0}f} users/s"
+    )
+    if read is not None and read >= 1:
+        text += ", all input read"
+    elif read:
+        text += f", about {duration(elapsed * (1 - read) / read)} left"
+    return text
 
 
 def summary(
@@ -217,6 +244,7 @@ def command(
 
     def note(message: str) -> None:
         if not quiet:
+            clear_line()
             warn(NAME, message)
 
     # The report and the client are opened when the run starts, after the whole command line
@@ -228,16 +256,27 @@ def command(
         if handle is not None:
             handle.write(entry)
         else:
+            clear_line()
             warn(NAME, describe(entry))
 
     def source(policy: ErrorPolicy, position: Position) -> Records:
         for path in files:
-            yield from read_records(path, policy, position)
+            stream, name = open_input(path)
+            gauge = opened.get("gauge")
+            if gauge is not None:
+                gauge.opened(stream)
+            yield from read_stream(stream, name, policy, position)
 
     def sink(records: Records, out: BinaryIO, encode: Encoder, position: Position) -> None:
         if report:
             opened["report"] = SideFile(report, "--report")
         client = None if dry_run else open_client(NAME, tenant, quiet=quiet)
+        if client is not None and not quiet:
+            # The share of the input read so far gives the time left, when the input is files
+            # (or stdin is one); piped input has no known size, and then no estimate.
+            gauge = opened["gauge"] = InputGauge(list(files) or ["-"])
+            if not files and sys.stdin is not None:
+                gauge.opened(sys.stdin.buffer)
 
         def counted() -> Iterator[Record]:
             for record in records:
@@ -272,6 +311,13 @@ def command(
             return
         from ndpipe.auth0.importer import Importer
 
+        line = Progress(f"ndpipe {NAME}", enabled=not quiet)
+
+        def show(stats: ImportStats) -> None:
+            if line.enabled:
+                read = opened["gauge"].fraction()
+                line.update(progress_text(stats, line.elapsed, read))
+
         with client:
             importer = Importer(
                 client,
@@ -281,9 +327,13 @@ def command(
                 external_id=lambda number: f"{prefix}-{number:04d}",
                 report=write_report,
                 notify=note,
+                progress=show,
             )
             outcome["stats"] = importer.stats
-            importer.run(chunks())
+            try:
+                importer.run(chunks())
+            finally:
+                line.close()
 
     def finish() -> int | None:
         stats = outcome.get("stats")

@@ -9,9 +9,10 @@ from ndpipe.errors import UsageError
 from ndpipe.expr import Expression
 from ndpipe.io import ErrorPolicy, Record, Records
 from ndpipe.ops.select import key_names, watching
-from ndpipe.ops.sort import sort
+from ndpipe.ops.sort import SortProgress, sort
 from ndpipe.ops.to_json_array import parse_size
-from ndpipe.pipeline import Stage, warn
+from ndpipe.pipeline import Stage, plural, warn
+from ndpipe.progress import size
 
 NAME = "sort"
 # Below this a run holds too few records to be worth a file.
@@ -51,8 +52,18 @@ def parse_buffer_size(text: str) -> int:
     help="Directory for the temporary runs (default: $TMPDIR, else /tmp). They take about "
     "the size of the input as NDJSON, and are removed at the end, on errors and on Ctrl-C.",
 )
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="Do not say on stderr when the sort spills to disk and merges.",
+)
 def command(
-    keys: list[Expression], descending: bool, buffer_size: int, temp_dir: str | None, on_error: str
+    keys: list[Expression],
+    descending: bool,
+    buffer_size: int,
+    temp_dir: str | None,
+    quiet: bool,
+    on_error: str,
 ) -> Stage:
     """Sort records by JMESPath keys, in bounded memory (an external merge sort).
 
@@ -63,6 +74,8 @@ def command(
     --buffer-size is sorted in memory; beyond it, sorted runs go to
     temporary files and are merged. A key that is missing or null in every
     record is named on stderr at the end, with the likely intended path.
+    When it spills to disk, and when it merges, stderr says so in one line
+    each (--quiet: not).
 
     \b
     Examples:
@@ -72,6 +85,13 @@ def command(
     """
     named, unset = key_names(keys)
 
+    def tell(progress: SortProgress) -> None:
+        if progress.event == "spill":
+            warn(NAME, f"the input outgrew the {size(progress.buffer_size)} buffer "
+                       f"(--buffer-size); writing sorted runs to {progress.directory}")  # fmt: skip
+        else:
+            warn(NAME, f"merging {plural(progress.runs, 'sorted run')}")
+
     def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
         return sort(
             watching(records, named, unset),
@@ -80,6 +100,7 @@ def command(
             buffer_size=buffer_size,
             temp_dir=temp_dir,
             policy=policy,
+            progress=None if quiet else tell,
         )
 
     def finish() -> None:

@@ -23,6 +23,8 @@ from click.core import ParameterSource
 
 from ndpipe.errors import UsageError, register_secret
 from ndpipe.pipeline import warn
+from ndpipe.progress import clear_line, progress_interval
+from ndpipe.progress import duration as _duration
 
 if TYPE_CHECKING:
     from ndpipe.auth0.client import Auth0Client, Credentials
@@ -222,10 +224,11 @@ def _checked(context: click.Context, parameter: click.Parameter, value: str | No
 
 def check_tenant(tenant: Tenant) -> None:
     """What `open_client` checks, without making the client: the domain, that credentials are
-    there, and NDPIPE_POLL_INTERVAL. Commands call it while the command line is parsed, so a
-    missing setting exits 2 before anything is read, written or sent."""
+    there, NDPIPE_POLL_INTERVAL and NDPIPE_PROGRESS_INTERVAL. Commands call it while the command
+    line is parsed, so a missing setting exits 2 before anything is read, written or sent."""
     _credentials(tenant)
     poll_interval()
+    progress_interval()
 
 
 def _credentials(tenant: Tenant) -> Credentials:
@@ -249,9 +252,13 @@ def open_client(
     from ndpipe.auth0.client import Auth0Client
 
     credentials = _credentials(tenant)
-    notify = None if quiet else (lambda message: warn(command, message))
+
+    def notify(message: str) -> None:
+        clear_line()  # a redrawn progress line, if any, would run into the message
+        warn(command, message)
+
     settings.setdefault("poll_interval", poll_interval())
-    return Auth0Client(credentials, notify=notify, **settings)
+    return Auth0Client(credentials, notify=None if quiet else notify, **settings)
 
 
 def poll_interval() -> float:
@@ -265,15 +272,6 @@ def poll_interval() -> float:
     if not 0 <= value <= 3600:
         raise UsageError(f"NDPIPE_POLL_INTERVAL must be between 0 and 3600 seconds, not {text}")
     return value
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 class JobProgress:

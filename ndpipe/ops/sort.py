@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
 from typing import Any, BinaryIO
@@ -47,6 +48,18 @@ NULL_LAST_DESCENDING = -1
 
 Key = list[Any]
 Entry = tuple[Key, bytes]
+
+
+@dataclass(frozen=True)
+class SortProgress:
+    """What the sort is doing on disk, for a progress callback: `spill` when the first run is
+    written (to `directory`, because the input outgrew `buffer_size`), `merge` when `runs`
+    sorted runs (the last one still in memory included) are about to be merged."""
+
+    event: str
+    directory: str
+    buffer_size: int
+    runs: int
 
 
 def compact(data: bytes) -> bytes:
@@ -174,8 +187,10 @@ class ExternalSorter:
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         temp_dir: str | None = None,
         fan_in: int = MAX_FAN_IN,
+        progress: Callable[[SortProgress], None] | None = None,
     ) -> None:
         self.key = KeyMaker(keys, descending)
+        self.progress = progress
         self.descending = descending
         self.buffer_size = buffer_size
         self.fan_in = max(2, fan_in)
@@ -200,6 +215,13 @@ class ExternalSorter:
 
     def _spill(self) -> None:
         self.run_paths.append(self.runs.write(self._sorted_buffer()))
+        if self.runs.count == 1:
+            self._tell("spill", 1)
+
+    def _tell(self, event: str, runs: int) -> None:
+        if self.progress is not None:
+            directory = self.runs.directory or ""
+            self.progress(SortProgress(event, directory, self.buffer_size, runs))
 
     def _merge(self, sources: Sequence[Iterable[Entry]]) -> Iterator[Entry]:
         # heapq.merge breaks ties by the position of the source, and sources are in input
@@ -226,6 +248,7 @@ class ExternalSorter:
                 yield loads(line)
             return
         last = self._sorted_buffer()
+        self._tell("merge", len(self.run_paths) + (1 if last else 0))
         self._reduce_runs()
         sources: list[Iterable[Entry]] = [read_run(path) for path in self.run_paths]
         sources.append(last)
@@ -245,12 +268,20 @@ def sort(
     buffer_size: int = DEFAULT_BUFFER_SIZE,
     temp_dir: str | None = None,
     policy: ErrorPolicy | None = None,
+    progress: Callable[[SortProgress], None] | None = None,
 ) -> Records:
     """Yield the records ordered by `keys` (see the module docstring for the order of values).
 
     A record whose key cannot be computed is a RecordError, which `policy` may skip.
+    `progress`, if given, is told when the sort first spills to disk and when it merges.
     """
-    sorter = ExternalSorter(keys, descending=descending, buffer_size=buffer_size, temp_dir=temp_dir)
+    sorter = ExternalSorter(
+        keys,
+        descending=descending,
+        buffer_size=buffer_size,
+        temp_dir=temp_dir,
+        progress=progress,
+    )
     add = sorter.add
     try:
         for record in records:
