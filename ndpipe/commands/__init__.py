@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ndpipe.errors import NdpipeError
+from ndpipe.errors import NdpipeError, UsageError
 from ndpipe.expr import compile_expression
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +64,47 @@ def key_option(help: str) -> Callable[[F], F]:
         callback=usage(lambda texts: [compile_expression(text, "key") for text in texts]),
         help=help,
     )
+
+
+# Below this a sorted run holds too few records to be worth a file.
+MINIMUM_BUFFER_SIZE = 64 * 1000
+
+
+def parse_buffer_size(text: str) -> int:
+    """-S/--buffer-size: bytes, or with K, M, G (x1000) or KiB, MiB, GiB (x1024); at least 64K."""
+    from ndpipe.ops.to_json_array import parse_size
+
+    size = parse_size(text)
+    if size < MINIMUM_BUFFER_SIZE:
+        raise UsageError(f"buffer size {text!r} is too small: at least 64K")
+    return size
+
+
+def spill_options(records: str) -> Callable[[F], F]:
+    """-S/--buffer-size and -T/--temp-dir, for the verbs that sort in bounded memory (sort,
+    diff); RECORDS says what the buffer holds ("records", "records of both inputs")."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "-T",
+            "--temp-dir",
+            type=click.Path(file_okay=False, exists=True, writable=True),
+            help="Directory for the temporary runs (default: $TMPDIR, else /tmp). They take "
+            f"about the size of the {records} as NDJSON, and are removed at the end, on errors, "
+            "on Ctrl-C and on SIGTERM.",
+        )(function)
+        return click.option(
+            "-S",
+            "--buffer-size",
+            metavar="SIZE",
+            default="64M",
+            show_default=True,
+            callback=usage(parse_buffer_size),
+            help=f"Memory for the {records} before sorted runs are written to temporary files: "
+            "bytes, or with K, M, G (x1000) or KiB, MiB, GiB (x1024).",
+        )(function)
+
+    return decorate
 
 
 class OrderedOptions(click.Command):

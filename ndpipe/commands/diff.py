@@ -4,8 +4,7 @@ from collections.abc import Callable
 
 import click
 
-from ndpipe.commands import key_option, usage, verb
-from ndpipe.commands.sort import parse_buffer_size
+from ndpipe.commands import key_option, spill_options, usage, verb
 from ndpipe.errors import UsageError
 from ndpipe.expr import Expression
 from ndpipe.io import ErrorPolicy, Position, Records, read_records
@@ -51,23 +50,7 @@ def parse_field_list(text: str | None) -> list[list[str]] | None:
     help="Compare only these top-level fields or dotted paths, comma-separated "
     "(email,user_metadata.plan): a record whose chosen fields are equal is unchanged.",
 )
-@click.option(
-    "-S",
-    "--buffer-size",
-    metavar="SIZE",
-    default="64M",
-    show_default=True,
-    callback=usage(parse_buffer_size),
-    help="Memory for records (both inputs together) before sorted runs are written to "
-    "temporary files: bytes, or with K, M, G (x1000) or KiB, MiB, GiB (x1024).",
-)
-@click.option(
-    "-T",
-    "--temp-dir",
-    type=click.Path(file_okay=False, exists=True, writable=True),
-    help="Directory for the temporary runs (default: $TMPDIR, else /tmp). They take about "
-    "the size of both inputs as NDJSON, and are removed at the end, on errors and on Ctrl-C.",
-)
+@spill_options("records of both inputs")
 def command(
     old: str,
     new: str,

@@ -4,26 +4,15 @@ from collections.abc import Iterable
 
 import click
 
-from ndpipe.commands import key_option, usage, verb
-from ndpipe.errors import UsageError
+from ndpipe.commands import key_option, spill_options, verb
 from ndpipe.expr import Expression
 from ndpipe.io import ErrorPolicy, Record, Records
 from ndpipe.ops.select import key_names, watching
 from ndpipe.ops.sort import SortProgress, sort
-from ndpipe.ops.to_json_array import parse_size
 from ndpipe.pipeline import Stage, plural, warn
 from ndpipe.progress import size
 
 NAME = "sort"
-# Below this a run holds too few records to be worth a file.
-MINIMUM_BUFFER_SIZE = 64 * 1000
-
-
-def parse_buffer_size(text: str) -> int:
-    size = parse_size(text)
-    if size < MINIMUM_BUFFER_SIZE:
-        raise UsageError(f"buffer size {text!r} is too small: at least 64K")
-    return size
 
 
 @verb(NAME)
@@ -35,23 +24,7 @@ def parse_buffer_size(text: str) -> int:
     is_flag=True,
     help="Descending order (for every key); null and missing still sort last.",
 )
-@click.option(
-    "-S",
-    "--buffer-size",
-    metavar="SIZE",
-    default="64M",
-    show_default=True,
-    callback=usage(parse_buffer_size),
-    help="Memory for records before sorted runs are written to temporary files: bytes, "
-    "or with K, M, G (x1000) or KiB, MiB, GiB (x1024).",
-)
-@click.option(
-    "-T",
-    "--temp-dir",
-    type=click.Path(file_okay=False, exists=True, writable=True),
-    help="Directory for the temporary runs (default: $TMPDIR, else /tmp). They take about "
-    "the size of the input as NDJSON, and are removed at the end, on errors and on Ctrl-C.",
-)
+@spill_options("input")
 @click.option(
     "--quiet",
     is_flag=True,
