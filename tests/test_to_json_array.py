@@ -74,7 +74,7 @@ def test_format_is_one_record_per_line():
     assert out.getvalue() == b"[]\n"
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(record_lists)
 def test_array_round_trips_through_json_and_the_array_reader(given_records):
     out = io.BytesIO()
@@ -106,7 +106,7 @@ def write_files(tmp_path: Path, given_records, **limits) -> list[WrittenFile]:
     return written
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(record_lists, st.integers(0, 400), st.none() | st.integers(1, 5))
 def test_files_are_valid_arrays_within_the_limits_and_packed(
     tmp_path_factory, given_records, slack, max_records
