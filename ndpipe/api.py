@@ -527,8 +527,13 @@ def upsert_patch(
     UpsertStats) holds the counts and the users left out once the records are exhausted.
     """
     from ndpipe.expr import compile_expression
-    from ndpipe.ops.upsert_patch import MERGE_MODES, PathEdit, load_patches, parse_set, parse_unset
-    from ndpipe.ops.upsert_patch import upsert_patch as upsert_op
+    from ndpipe.ops.upsert_patch import (
+        MERGE_MODES,
+        PathEdit,
+        parse_set,
+        parse_unset,
+        upsert_patch_file,
+    )
 
     _choice(merge, MERGE_MODES, "merge")
     parsers: dict[str, Callable[[str], PathEdit]] = {"set": parse_set, "unset": parse_unset}
@@ -549,22 +554,18 @@ def upsert_patch(
     counts = stats if stats is not None else UpsertStats()
 
     def run(users: Records, policy: ErrorPolicy) -> Records:
-        index = load_patches(path, memory_budget=budget) if path is not None else None
-        try:
-            yield from upsert_op(
-                users,
-                stats=counts,
-                patches=index,
-                edits=chosen,
-                where=condition,
-                merge=merge,
-                keep_all=keep_all,
-                on_unmatched=on_unmatched,
-                policy=policy,
-            )
-        finally:
-            if index is not None:
-                index.close()
+        return upsert_patch_file(
+            users,
+            patch_file=path,
+            memory_budget=budget,
+            stats=counts,
+            edits=chosen,
+            where=condition,
+            merge=merge,
+            keep_all=keep_all,
+            on_unmatched=on_unmatched,
+            policy=policy,
+        )
 
     return _stage("upsert-patch", records, run, errors, skipped)
 

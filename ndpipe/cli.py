@@ -202,7 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         return EXIT_INTERRUPTED
     except NdpipeError as error:
-        output.abort_all()
         if isinstance(error, OutputError) and "stdout" in error.message:
             _quiet_stdout()
         else:
@@ -220,15 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return error.exit_code
         return 0
     except KeyboardInterrupt:
-        output.abort_all()
         _quiet_stdout()
         return EXIT_INTERRUPTED
     except Terminated as stop:
-        output.abort_all()
         _quiet_stdout()
         return stop.exit_code
     except Exception as error:  # a bug: say so in one line, never a traceback
-        output.abort_all()
         if os.environ.get("NDPIPE_DEBUG"):
             raise
         _say(
@@ -238,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     finally:
+        # Whatever ended the run: files not committed by then are incomplete, so they go.
         output.abort_all()
 
 

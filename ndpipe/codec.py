@@ -102,7 +102,3 @@ def _prepared(value: Any, sort_keys: int, depth: int) -> Any:
             return {key: _prepared(item, sort_keys, depth + 1) for key, item in value.items()}
         return [_prepared(item, sort_keys, depth + 1) for item in value]
     return value
-
-
-# The name earlier callers catch; DecodeError covers every case now.
-NumberError = DecodeError

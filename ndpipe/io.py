@@ -122,6 +122,21 @@ def skipping(
     return _skipping(stream, policy, run)
 
 
+def feed(
+    records: Iterable[Record], add: Callable[[Record], object], policy: ErrorPolicy | None
+) -> None:
+    """Call `add` on every record; a RecordError it raises goes to the policy (which raises it
+    unless skipping), or is raised when there is no policy. For ops that take all their input
+    before they yield (sort, diff)."""
+    for record in records:
+        try:
+            add(record)
+        except RecordError as error:
+            if policy is None:
+                raise
+            policy.bad_record(error)
+
+
 def _skipping(
     stream: Iterator[Record], policy: ErrorPolicy, run: Callable[[Iterator[Record]], Records]
 ) -> Records:

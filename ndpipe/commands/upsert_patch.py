@@ -14,10 +14,9 @@ from ndpipe.ops.upsert_patch import (
     MERGE_MODES,
     PathEdit,
     UpsertStats,
-    load_patches,
     parse_set,
     parse_unset,
-    upsert_patch,
+    upsert_patch_file,
 )
 from ndpipe.pipeline import Stage, plural, warn
 
@@ -187,23 +186,19 @@ def command(
     def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
         # The patch file is read and checked before the first user is (and after the whole
         # command line has been checked); the side file is opened only then.
-        index = load_patches(patch_file, memory_budget=buffer_size) if patch_file else None
         side = SideFile(unmatched, "--unmatched") if unmatched else None
-        try:
-            yield from upsert_patch(
-                records,
-                stats=stats,
-                patches=index,
-                edits=edits,
-                where=where,
-                merge=merge,
-                keep_all=keep_all,
-                on_unmatched=side.write if side is not None else None,
-                policy=policy,
-            )
-        finally:
-            if index is not None:
-                index.close()
+        yield from upsert_patch_file(
+            records,
+            patch_file=patch_file,
+            memory_budget=buffer_size,
+            stats=stats,
+            edits=edits,
+            where=where,
+            merge=merge,
+            keep_all=keep_all,
+            on_unmatched=side.write if side is not None else None,
+            policy=policy,
+        )
 
     def finish() -> int | None:
         for line in summary(stats, patch_file is not None, keep_all, unmatched):

@@ -21,7 +21,7 @@ import orjson
 from ndpipe import codec
 from ndpipe.errors import DataError, RecordError
 from ndpipe.expr import EvaluationError, Expression
-from ndpipe.io import ErrorPolicy, Position, Record, Records
+from ndpipe.io import ErrorPolicy, Position, Record, Records, feed
 from ndpipe.ops.sort import DEFAULT_BUFFER_SIZE, Entry, ExternalSorter, Key, KeyMaker, read_run
 
 OPS = ("added", "removed", "changed")
@@ -145,14 +145,7 @@ def _sorted(
     policy: ErrorPolicy | None,
 ) -> Callable[[int], str]:
     """Add every record to `side`; returns a function naming the input position of number N."""
-    add = side.add
-    for record in records:
-        try:
-            add(record)
-        except RecordError as error:
-            if policy is None:
-                raise
-            policy.bad_record(error)
+    feed(records, side.add, policy)
     name, unit = position.name, position.unit
     if unit == "line":
         return lambda number: f"{name}:{number}"

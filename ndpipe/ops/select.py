@@ -401,19 +401,9 @@ def _select(
             return
         replacement = "" if missing == "empty" else None
         omit = missing == "omit"
+        searches = [field.expression.search for field in fields]
         for record in records:
-            out = {}
-            for field in fields:
-                value = field.expression.search(record)
-                if value is None:
-                    if omit:
-                        continue
-                    value = replacement
-                if len(field.key) == 1:
-                    out[field.key[0]] = value
-                else:
-                    _place(out, field.key, value)
-            yield out
+            yield _build(fields, [search(record) for search in searches], replacement, omit)
     except EvaluationError:
         # Find which field failed on this record (rare path, so re-evaluating is fine).
         for field in fields:

@@ -29,7 +29,7 @@ import orjson
 from ndpipe import codec, output
 from ndpipe.errors import OutputError, RecordError
 from ndpipe.expr import EvaluationError, Expression
-from ndpipe.io import ErrorPolicy, Record, Records
+from ndpipe.io import ErrorPolicy, Record, Records, feed
 
 DEFAULT_BUFFER_SIZE = 64 * 1000 * 1000
 # Runs merged at once; more are merged in groups first, so open files stay few.
@@ -282,15 +282,8 @@ def sort(
         temp_dir=temp_dir,
         progress=progress,
     )
-    add = sorter.add
     try:
-        for record in records:
-            try:
-                add(record)
-            except RecordError as error:
-                if policy is None:
-                    raise
-                policy.bad_record(error)
+        feed(records, sorter.add, policy)
         yield from sorter.results()
     finally:
         sorter.close()

@@ -644,3 +644,20 @@ def upsert_patch(
         stats.patches = patches.patches
         stats.patch_emails = patches.emails()
         stats.matched_patches = patches.matched_patches
+
+
+def upsert_patch_file(
+    records: Iterable[Record],
+    *,
+    patch_file: str | None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    **settings: Any,
+) -> Records:
+    """`upsert_patch` with the patches of `patch_file`, read and checked before the first user
+    is (the index is closed at the end, on errors too). `settings` are upsert_patch's."""
+    index = load_patches(patch_file, memory_budget=memory_budget) if patch_file else None
+    try:
+        yield from upsert_patch(records, patches=index, **settings)
+    finally:
+        if index is not None:
+            index.close()
