@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from ndpipe import output
 from ndpipe.errors import EXIT_OK, DataError, NdpipeError, UsageError
@@ -53,6 +53,15 @@ class Stage:
     # once the whole command line is parsed, before anything is opened (see check_files).
     inputs: list[str] = field(default_factory=list)
     outputs: list[tuple[str, output.Target]] = field(default_factory=list)
+    # What the stage reads of each record it receives, for projection pushdown: None is the
+    # whole record; otherwise top-level field names (str) and compiled expressions, whose
+    # fields ndpipe.projection works out (falling back to whole records when unsure).
+    reads: list[Any] | None = None
+    # The transform also takes the reader's Position (transform(records, position=...)) when
+    # every stage before it passes records on untouched: it may then keep each record's input
+    # line (position.raw) and, as it yields a record, point the position back at that record,
+    # its line and its number, so the writer copies the line and errors name it.
+    takes_position: bool = False
 
 
 def warn(command: str, message: str) -> None:
@@ -111,13 +120,16 @@ def compose(stages: list[Stage], position: Position, policy: ErrorPolicy) -> Rec
     else:
         records = read_records("-", policy, position)
         rest = stages
+    untouched = True
     for stage in rest:
         if stage.transform is not None:
+            options: dict[str, Any] = {}
             if stage.takes_policy:
-                records = stage.transform(records, policy=policy)
-            else:
-                records = stage.transform(records)
-            records = _named(records, stage.name)
+                options["policy"] = policy
+            if stage.takes_position and untouched:
+                options["position"] = position
+            records = _named(stage.transform(records, **options), stage.name)
+            untouched = untouched and stage.preserves
     return records
 
 

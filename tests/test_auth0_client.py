@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ndpipe.auth0.client import (
+from ndpipe.errors import EXIT_DATA, EXIT_REMOTE, Refused, RemoteError, UsageError
+from ndpipe.services.auth0.client import (
     OUTPUT_CHUNK,
     Auth0Client,
     Credentials,
@@ -26,7 +27,6 @@ from ndpipe.auth0.client import (
     RetryPolicy,
     _Decoder,
 )
-from ndpipe.errors import EXIT_DATA, EXIT_REMOTE, Refused, RemoteError, UsageError
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import (
     DEFAULT_CONNECTION,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ndpipe.auth0.schema import check_user
+from ndpipe.services.auth0.schema import check_user
 from tests.conftest import FIXTURES, records, shell
 
 EXPORT = FIXTURES / "import-clean" / "export.ndjson"

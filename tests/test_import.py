@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ndpipe.auth0.client import Auth0Client, Credentials
+from ndpipe.services.auth0.client import Auth0Client, Credentials
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import DEFAULT_CONNECTION, FakeAuth0
 from tests.conftest import FIXTURES, ndjson, records, run_ndpipe

@@ -1,4 +1,4 @@
-"""import-clean and the import-schema checker (ndpipe.auth0.schema)."""
+"""import-clean and the import-schema checker (ndpipe.services.auth0.schema)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ndpipe.auth0.schema import (
+from ndpipe.ops.import_clean import CleanStats, Rejected, clean_user, import_clean
+from ndpipe.services.auth0.schema import (
     DIGEST_BYTES,
     FORBIDDEN_APP_METADATA_KEYS,
     HASH_ALGORITHMS,
@@ -23,7 +24,6 @@ from ndpipe.auth0.schema import (
     email_problem,
     is_email,
 )
-from ndpipe.ops.import_clean import CleanStats, Rejected, clean_user, import_clean
 from tests.conftest import FIXTURES, ndjson, records, run_ndpipe
 
 BCRYPT = "$2b$10$nFguVi9LsCAcvTZFKQlRKeLVydo8ETv483lkNsSFI/Wl1Rz1Ypo1K"

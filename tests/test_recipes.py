@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ndpipe.auth0.schema import FORBIDDEN_APP_METADATA_KEYS
+from ndpipe.services.auth0.schema import FORBIDDEN_APP_METADATA_KEYS
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import DEFAULT_CONNECTION, FakeAuth0
 from tests.conftest import FIXTURES, ROOT, environment, records

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ndpipe.auth0.client import Auth0Client, Credentials
 from ndpipe.commands.tenant import check_setting
 from ndpipe.errors import UsageError
+from ndpipe.services.auth0.client import Auth0Client, Credentials
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import ALL_SCOPES, FakeAuth0
 from tests.conftest import run_ndpipe

@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from bench.generate import users as generated_users
-from ndpipe.auth0.schema import UPSERTABLE_FIELDS, check_user
 from ndpipe.errors import UsageError
 from ndpipe.ops.upsert_patch import (
     AlreadyMatched,
@@ -27,6 +26,7 @@ from ndpipe.ops.upsert_patch import (
     same_json,
     shallow_merge,
 )
+from ndpipe.services.auth0.schema import UPSERTABLE_FIELDS, check_user
 from tests.conftest import FIXTURES, ndjson, records, run_ndpipe, shell
 from tests.test_sort import run_measured
 

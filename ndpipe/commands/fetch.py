@@ -22,7 +22,7 @@ from ndpipe.pipeline import Stage, plural, warn
 from ndpipe.progress import CHECK_EVERY, DownloadProgress
 
 if TYPE_CHECKING:
-    from ndpipe.auth0.client import Auth0Client
+    from ndpipe.services.auth0.client import Auth0Client
 
 NAME = "fetch"
 SAMPLE_SIZE = 10  # the Dashboard's "Export as Sample"

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from ndpipe.auth0.schema import Problem
 from ndpipe.commands import usage, verb
 from ndpipe.commands.tenant import Tenant, check_tenant, open_client, tenant_options
 from ndpipe.errors import EXIT_DATA
@@ -31,9 +30,10 @@ from ndpipe.ops.to_json_array import (
 from ndpipe.output import AtomicFile, Target
 from ndpipe.pipeline import Stage, plural, warn
 from ndpipe.progress import InputGauge, Progress, clear_line, duration
+from ndpipe.services.auth0.schema import Problem
 
 if TYPE_CHECKING:
-    from ndpipe.auth0.importer import ImportStats
+    from ndpipe.services.auth0.importer import ImportStats
 
 NAME = "import"
 
@@ -309,7 +309,7 @@ def command(
             for _ in chunks():
                 pass
             return
-        from ndpipe.auth0.importer import Importer
+        from ndpipe.services.auth0.importer import Importer
 
         line = Progress(f"ndpipe {NAME}", enabled=not quiet)
 

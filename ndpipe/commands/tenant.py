@@ -27,7 +27,7 @@ from ndpipe.progress import clear_line, progress_interval
 from ndpipe.progress import duration as _duration
 
 if TYPE_CHECKING:
-    from ndpipe.auth0.client import Auth0Client, Credentials
+    from ndpipe.services.auth0.client import Auth0Client, Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,7 +232,7 @@ def check_tenant(tenant: Tenant) -> None:
 
 
 def _credentials(tenant: Tenant) -> Credentials:
-    from ndpipe.auth0.client import Credentials
+    from ndpipe.services.auth0.client import Credentials
 
     return Credentials(
         domain=tenant.domain or "",
@@ -249,7 +249,7 @@ def open_client(
 
     Raises UsageError (exit 2) when the domain or the credentials are missing.
     """
-    from ndpipe.auth0.client import Auth0Client
+    from ndpipe.services.auth0.client import Auth0Client
 
     credentials = _credentials(tenant)
 

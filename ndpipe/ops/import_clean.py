@@ -5,7 +5,7 @@ column names renamed back, export-only and unknown keys dropped, `auth0|` stripp
 email lower-cased, forbidden app_metadata keys, nulls (also inside metadata) and empty strings
 dropped, boolean fields written as spreadsheets write them (TRUE, yes, 1...) made booleans,
 email_verified written explicitly), then checked against the import schema
-(ndpipe.auth0.schema). A record that still fails is handed to `on_reject` with its
+(ndpipe.services.auth0.schema). A record that still fails is handed to `on_reject` with its
 original content and the reasons, and is not yielded: nothing disappears without a report.
 """
 
@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ndpipe.auth0.schema import (
+from ndpipe.io import Record, Records
+from ndpipe.services.auth0.schema import (
     BOOLEAN_FIELDS,
     E164,
     EXTENSION_COLUMNS,
@@ -27,7 +28,6 @@ from ndpipe.auth0.schema import (
     Problem,
     check_user,
 )
-from ndpipe.io import Record, Records
 
 EMAIL_VERIFIED_MODES = ("keep", "true", "false")
 # The prefix Auth0 adds to the ids of database-connection users; the import adds it again.

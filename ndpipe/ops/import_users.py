@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ndpipe import codec
-from ndpipe.auth0.schema import Problem, check_user
 from ndpipe.errors import NdpipeError
 from ndpipe.io import Encoder, Record, dump_json
 from ndpipe.ops.to_json_array import AUTH0_MAX_BYTES, CLOSE, EMPTY, FRAME, OPEN, SEPARATOR
+from ndpipe.services.auth0.schema import Problem, check_user
 
 # The keys of a line of an earlier --report: such a line is read as its user, so failures
 # can be fixed and sent again.

@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ndpipe import codec, output
-from ndpipe.auth0.schema import (
+from ndpipe.errors import DataError, OutputError, RecordError, UsageError
+from ndpipe.expr import EvaluationError, Expression, truthy
+from ndpipe.io import ErrorPolicy, Position, Record, Records, read_records
+from ndpipe.ops.map import parse_path
+from ndpipe.ops.sort import serialise
+from ndpipe.services.auth0.schema import (
     EXPORT_ONLY_FIELDS,
     FORBIDDEN_APP_METADATA_KEYS,
     SCHEMA_FIELDS,
@@ -39,11 +44,6 @@ from ndpipe.auth0.schema import (
     UPSERTABLE_ORDER,
     check_user,
 )
-from ndpipe.errors import DataError, OutputError, RecordError, UsageError
-from ndpipe.expr import EvaluationError, Expression, truthy
-from ndpipe.io import ErrorPolicy, Position, Record, Records, read_records
-from ndpipe.ops.map import parse_path
-from ndpipe.ops.sort import serialise
 
 METADATA = ("app_metadata", "user_metadata")
 MERGE_MODES = ("deep", "shallow")

@@ -19,21 +19,31 @@ a dropped connection and ends as a RemoteError.
 
 from __future__ import annotations
 
-import functools
 import io
 import random
 import re
-import ssl
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ndpipe.errors import Refused, RemoteError, UsageError, redact, register_secret
+from ndpipe.errors import Refused, RemoteError, UsageError, redact
+from ndpipe.services.http import (
+    SENDABLE,
+    SURROUNDING_WHITESPACE,
+    UNSENDABLE,
+    RetryPolicy,
+    ServiceClient,
+    Token,
+    Verdict,
+    make_http,
+    register,
+)
+from ndpipe.services.http import problem as _problem
 
 CONNECTION_ID = re.compile(r"^con_[A-Za-z0-9]{16}$")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -43,15 +53,7 @@ IMPORT_LIMIT_MESSAGE = "active import users jobs"
 # Decompressed chunks are at most this big, whatever the compression ratio: constant memory.
 OUTPUT_CHUNK = 256 * 1024
 DOWNLOAD_CHUNK = 64 * 1024
-USER_AGENT = "ndpipe"
-# What a credential can hold once the whitespace around it is gone: visible ASCII, the only
-# characters an HTTP header carries and the only ones Auth0 issues.
-SENDABLE = re.compile(r"[!-~]+")
-SURROUNDING_WHITESPACE = " \t\r\n"
-# What httpx raises for a request it refuses to send: a header value h11 rejects (a line break),
-# a header it cannot encode (non-ASCII), a URL it cannot parse, a scheme it does not speak. The
-# same request would fail the same way again: these are settings to fix, never retried.
-UNSENDABLE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError)
+__all__ = ["RetryPolicy"]  # re-exported: callers build one with the client
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ class Credentials:
                 continue
             stripped = value.strip(SURROUNDING_WHITESPACE) or None
             if name != "client_id":
-                _register(value)
-                _register(stripped)
+                register(value)
+                register(stripped)
             object.__setattr__(self, name, stripped)
         if not self.domain.strip():
             raise UsageError("no Auth0 domain: give --domain or set AUTH0_DOMAIN")
@@ -128,19 +130,6 @@ class Credentials:
         return bool(self.client_id and self.client_secret)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard the client tries before it raises RemoteError."""
-
-    attempts: int = 6  # per request, for 5xx answers and connection errors
-    backoff: float = 0.5  # first wait in seconds, doubled after each failure
-    max_backoff: float = 30.0
-    max_rate_limit_wait: float = 60.0  # one wait; a Reset further away is clock skew
-    rate_limit_budget: float = 900.0  # total seconds one request may wait for rate limits
-    download_attempts: int = 8  # consecutive download failures that made no progress
-    import_slot_wait: float = 3 * 3600.0  # waiting for the 2 active import jobs to finish
-
-
 class JobFailed(Refused):
     """A job ended failed, expired or cancelled; `job` is what Auth0 returned."""
 
@@ -162,12 +151,19 @@ def _label(job: Mapping[str, Any]) -> str:
     return f"{kind} job {job.get('id')}".strip()
 
 
-class Auth0Client:
+class Auth0Client(ServiceClient):
     """A Management API client for one tenant. Use it as a context manager, or call close().
 
-    `sleep`, `clock` (unix seconds) and `jitter` (0 <= x < 1) can be replaced by tests;
-    `notify` receives one-line notices (retries, waits) meant for stderr.
+    The retries, waits and token handling are ndpipe.services.http's; this class says how
+    Auth0 answers (X-RateLimit-Reset, the import slots' 429) and adds the export download.
     """
+
+    service = "Auth0"
+    address = "the Auth0 domain"
+    settings = (
+        "the domain and the credentials (--domain, --client-id, --client-secret, --token or "
+        "AUTH0_*)"
+    )
 
     def __init__(
         self,
@@ -184,68 +180,30 @@ class Auth0Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.credentials = credentials
-        self.base_url = credentials.base_url
-        self.retry = retry or RetryPolicy()
-        self.poll_interval = poll_interval
         self.job_timeout = job_timeout
-        self._sleep = sleep
-        self._clock = clock
-        self._jitter = jitter
-        self._notify = notify or (lambda message: None)
-        self._token: str | None = credentials.token or None
-        timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        problem = ""
-        try:
-            tls = _tls_context()
-            self._http = httpx.Client(
-                base_url=self.base_url,
-                timeout=timeouts,
-                headers={"User-Agent": USER_AGENT},
-                transport=transport,
-                verify=tls,
-            )
-            # Downloads go through a client that has never seen the token: signed links refuse
-            # a second credential, and the token must not travel to the file store.
-            self._download = httpx.Client(
-                timeout=timeouts,
-                headers={"User-Agent": USER_AGENT},
-                transport=transport,
-                verify=tls,
-            )
-        except (httpx.InvalidURL, ValueError) as error:  # the domain, or a proxy variable
-            problem = (
-                "the Auth0 domain, or a proxy variable (HTTPS_PROXY, ALL_PROXY), is not a "
-                f"usable URL ({_problem(error)})"
-            )
-        except OSError as error:
-            problem = (
-                f"could not load the TLS certificates ({_problem(error)}); check SSL_CERT_FILE "
-                "and SSL_CERT_DIR"
-            )
-        # Raised here, out of the except clause, so that httpx's exception is not its context.
-        if problem:
-            raise UsageError(problem)
-
-    def __repr__(self) -> str:
-        return f"Auth0Client({self.base_url!r})"
+        super().__init__(
+            credentials.base_url,
+            token=credentials.token,
+            can_renew=credentials.can_renew,
+            retry=retry,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            sleep=sleep,
+            clock=clock,
+            jitter=jitter,
+            notify=notify,
+            transport=transport,
+        )
+        # Downloads go through a client that has never seen the token: signed links refuse
+        # a second credential, and the token must not travel to the file store.
+        self._download = make_http(None, timeout, transport, "the Auth0 domain")
 
     def close(self) -> None:
-        self._http.close()
+        super().close()
         self._download.close()
-
-    def now(self) -> float:
-        """The client's clock (unix seconds); tests replace it."""
-        return self._clock()
-
-    def pause(self) -> None:
-        """Wait one poll interval."""
-        self._sleep(self.poll_interval)
 
     def __enter__(self) -> Auth0Client:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- connections and jobs ---------------------------------------------------------------
 
@@ -253,7 +211,7 @@ class Auth0Client:
         """The con_ id of a connection given by name (GET /api/v2/connections) or by id."""
         if CONNECTION_ID.match(name_or_id):
             return name_or_id
-        found = self._json(
+        found = self.json(
             "GET",
             "/api/v2/connections",
             params={"name": name_or_id, "fields": "id,name", "include_fields": "true"},
@@ -287,12 +245,12 @@ class Auth0Client:
                 {"name": f["name"], **({"export_as": f["export_as"]} if f.get("export_as") else {})}
                 for f in fields
             ]
-        job = self._json("POST", "/api/v2/jobs/users-exports", json=body, expect=(200, 201, 202))
+        job = self.json("POST", "/api/v2/jobs/users-exports", json=body, expect=(200, 201, 202))
         return _job_object(job)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """GET /api/v2/jobs/{id} (for a completed export, with a fresh download location)."""
-        return _job_object(self._json("GET", f"/api/v2/jobs/{quote(job_id, safe='')}"))
+        return _job_object(self.json("GET", f"/api/v2/jobs/{quote(job_id, safe='')}"))
 
     def poll_job(
         self,
@@ -359,13 +317,13 @@ class Auth0Client:
                     status = response.status_code
                     if status not in (200, 206):
                         response.read()
-                        problem = f"{status} {self._message(response)}"
+                        problem = f"{status} {self.message(response)}"
                         if status == 416:
                             use_range = False  # restart from byte 0, skipping what was read
                         elif status in (400, 401, 403):
-                            self._notify(f"download link refused ({problem}); getting a new one")
+                            self.notify(f"download link refused ({problem}); getting a new one")
                         elif status >= 500 or status == 429:
-                            self._sleep(self._backoff(failures + 1))
+                            self._sleep(self.backoff(failures + 1))
                         else:
                             raise RemoteError(f"download of export job {job_id} failed: {problem}")
                         failures += 1
@@ -409,8 +367,8 @@ class Auth0Client:
             except httpx.HTTPError as error:
                 failures += 1
                 problem = _problem(error)
-                self._notify(f"download interrupted ({problem}); resuming at byte {offset}")
-                self._sleep(self._backoff(failures))
+                self.notify(f"download interrupted ({problem}); resuming at byte {offset}")
+                self._sleep(self.backoff(failures))
                 continue
             if unusable:
                 raise RemoteError(
@@ -451,25 +409,25 @@ class Auth0Client:
         started = self._clock()
         pause = max(self.poll_interval, 1.0)
         while True:
-            response = self._request("POST", path, data=data, files=files, idempotent=False)
+            response = self.request("POST", path, data=data, files=files, idempotent=False)
             if response.status_code == 429 and _busy_importing(response):
                 if self._clock() - started + pause > self.retry.import_slot_wait:
                     raise ImportSlotsBusy(
                         f"Auth0 still had 2 active import jobs after "
-                        f"{self.retry.import_slot_wait / 60:g} minutes: {self._message(response)}"
+                        f"{self.retry.import_slot_wait / 60:g} minutes: {self.message(response)}"
                     )
-                self._notify(f"2 import jobs are active in the tenant; waiting {pause:g} s")
+                self.notify(f"2 import jobs are active in the tenant; waiting {pause:g} s")
                 self._sleep(pause)
                 pause = min(pause * 2, 60.0)
                 continue
             if response.status_code == 413:
                 raise ImportTooLarge(
                     f"Auth0 refused the users file ({len(users)} bytes): "
-                    f"{self._message(response)}; send chunks of at most 500,000 bytes"
+                    f"{self.message(response)}; send chunks of at most 500,000 bytes"
                 )
             if response.status_code not in (200, 201, 202):
-                raise self._failure(response, "POST", path)
-            return _job_object(self._decode(response, "POST", path))
+                raise self.failure(response, "POST", path)
+            return _job_object(self.decode(response, "POST", path))
 
     def job_errors(self, job_id: str) -> list[dict[str, Any]]:
         """GET /api/v2/jobs/{id}/errors: the users an import job rejected ([] on 204).
@@ -478,28 +436,23 @@ class Auth0Client:
         failure (Auth0 answers with the job instead of a list) raises JobFailed.
         """
         path = f"/api/v2/jobs/{quote(job_id, safe='')}/errors"
-        response = self._request("GET", path)
+        response = self.request("GET", path)
         if response.status_code == 204:
             return []
         if response.status_code != 200:
-            raise self._failure(response, "GET", path)
-        body = self._decode(response, "GET", path)
+            raise self.failure(response, "GET", path)
+        body = self.decode(response, "GET", path)
         if isinstance(body, dict):
             raise _job_failed({"id": job_id, **body})
         if not isinstance(body, list):
             raise RemoteError(f"Auth0 GET {path} returned {type(body).__name__}, not a list")
         return [item for item in body if isinstance(item, dict)]
 
-    # --- the token --------------------------------------------------------------------------
+    # --- the token and Auth0's answers ------------------------------------------------------
 
-    def _access_token(self) -> str:
-        if self._token is None:
-            self._token = self._fetch_token()
-        return self._token
-
-    def _fetch_token(self) -> str:
+    def fetch_token(self) -> Token:
         credentials = self.credentials
-        response = self._request(
+        response = self.request(
             "POST",
             "/oauth/token",
             authorized=False,
@@ -513,137 +466,33 @@ class Auth0Client:
         if response.status_code in (401, 403):
             raise Refused(
                 f"Auth0 refused the client credentials for client ID {credentials.client_id!r} "
-                f"at {self.base_url} ({self._message(response)}): check the client ID and "
+                f"at {self.base_url} ({self.message(response)}): check the client ID and "
                 "secret, and that the application is authorized for the Management API"
             )
         if response.status_code != 200:
-            raise self._failure(response, "POST", "/oauth/token")
-        body = self._decode(response, "POST", "/oauth/token")
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise RemoteError("Auth0 POST /oauth/token returned no access_token")
-        _register(token)
-        if not SENDABLE.fullmatch(token):
-            raise RemoteError(
-                "Auth0 POST /oauth/token returned an access_token that cannot be sent in a "
-                "header (it holds whitespace, a control character or a non-ASCII character)"
-            )
-        return token
+            raise self.failure(response, "POST", "/oauth/token")
+        body = self.decode(response, "POST", "/oauth/token")
+        if not isinstance(body, dict):
+            body = {}
+        # Auth0's tokens last 24 h; a run can last longer, and a 401 renews one too.
+        return self.token_from(body.get("access_token"), body.get("expires_in"))
 
-    # --- requests and retries ---------------------------------------------------------------
-
-    def _json(
-        self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any
-    ) -> Any:
-        response = self._request(method, path, **kwargs)
-        if response.status_code not in expect:
-            raise self._failure(response, method, path)
-        return self._decode(response, method, path)
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        authorized: bool = True,
-        idempotent: bool = True,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        """Send, retrying 429, 5xx and connection errors, and renewing the token once on 401.
-
-        Returns the first other response, for the caller to judge; an import's "2 active
-        jobs" 429 is returned too, since waiting for it is the import's business.
-        """
-        failures = 0
-        rate_limited = 0.0
-        renewed = False
-        what = f"{method} {path}"
-        while True:
-            headers = {"Authorization": f"Bearer {self._access_token()}"} if authorized else {}
-            response, problem, may_have_arrived = self._send_once(method, path, headers, kwargs)
-            if response is None:
-                # A request that may have reached Auth0 is not repeated when repeating it could
-                # start a second import job; one that never left (connect errors) always is.
-                if may_have_arrived and not idempotent:
-                    raise RemoteError(
-                        f"Auth0 {what} failed ({problem}); it may or may not have started a "
-                        "job: check the tenant's jobs before retrying"
-                    )
-                failures += 1
-                self._retry_or_raise(what, failures, problem)
-                continue
-            status = response.status_code
-            if status == 429 and not _busy_importing(response):
-                rate_limited += self._wait_for_rate_limit(response, what, rate_limited)
-                continue
-            if status >= 500:
-                failures += 1
-                self._retry_or_raise(what, failures, f"{status} {self._message(response)}")
-                continue
-            if status == 401 and authorized and not renewed and self.credentials.can_renew:
-                renewed = True
-                self._token = None
-                self._notify("the Management API token was refused; getting a new one")
-                continue
-            return response
-
-    def _send_once(
-        self, method: str, path: str, headers: dict[str, str], kwargs: dict[str, Any]
-    ) -> tuple[httpx.Response | None, str, bool]:
-        """(response, "", False), or (None, problem, may have arrived) on a transport error
-        or a garbled response; a request httpx refuses to send is a UsageError.
-
-        Errors become values here, and the UsageError is raised outside the except clause, so
-        that no ndpipe error carries httpx's exception (and the request in it) as its context.
-        """
-        try:
-            return self._http.request(method, path, headers=headers, **kwargs), "", False
-        except (*UNSENDABLE, ValueError) as error:
-            unsendable = _unsendable(error)
-        except httpx.HTTPError as error:
-            arrived = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-            return None, _problem(error), arrived
-        raise UsageError(
-            f"Auth0 {method} {path} could not be sent ({unsendable}); check the domain and the "
-            "credentials (--domain, --client-id, --client-secret, --token or AUTH0_*)"
-        )
-
-    def _retry_or_raise(self, what: str, failures: int, problem: str) -> None:
-        if failures >= self.retry.attempts:
-            raise RemoteError(f"Auth0 {what} failed after {failures} attempts: {problem}")
-        wait = self._backoff(failures)
-        self._notify(f"Auth0 {what}: {problem}; retrying in {wait:.1f} s")
-        self._sleep(wait)
-
-    def _backoff(self, failures: int) -> float:
-        base = min(self.retry.backoff * 2.0 ** (failures - 1), self.retry.max_backoff)
-        return base * (0.5 + self._jitter() / 2)
-
-    def _wait_for_rate_limit(self, response: httpx.Response, what: str, waited: float) -> float:
-        """Sleep until X-RateLimit-Reset (unix seconds) plus jitter; returns the wait."""
-        try:
-            until_reset = float(response.headers["x-ratelimit-reset"]) - self._clock()
-        except (KeyError, ValueError):
-            until_reset = 1.0
-        wait = min(max(until_reset, 0.0), self.retry.max_rate_limit_wait) + self._jitter()
-        if waited + wait > self.retry.rate_limit_budget:
-            raise RemoteError(
-                f"Auth0 {what}: still rate limited (429) after waiting "
-                f"{waited:.0f} s; try again later"
-            )
-        self._notify(f"Auth0 rate limit reached; waiting {wait:.1f} s")
-        self._sleep(wait)
-        return wait
+    def judge(self, response: httpx.Response, authorized: bool) -> Verdict | None:
+        """429 waits until X-RateLimit-Reset (unix seconds); an import's "2 active jobs" 429 is
+        returned, since waiting for it is the import's business."""
+        if response.status_code == 429:
+            if _busy_importing(response):
+                return None
+            try:
+                wait: float | None = float(response.headers["x-ratelimit-reset"]) - self._clock()
+            except (KeyError, ValueError):
+                wait = None
+            return Verdict("rate_limited", "429", wait)
+        return super().judge(response, authorized)
 
     # --- responses --------------------------------------------------------------------------
 
-    def _decode(self, response: httpx.Response, method: str, path: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise RemoteError(f"Auth0 {method} {path} returned invalid JSON") from None
-
-    def _message(self, response: httpx.Response) -> str:
+    def message(self, response: httpx.Response) -> str:
         """Auth0's own explanation of an error response, scrubbed of secrets."""
         text = ""
         try:
@@ -669,9 +518,9 @@ class Auth0Client:
                 text = " ".join(redact(raw).split())[:200]
         return redact(text or response.reason_phrase)
 
-    def _failure(self, response: httpx.Response, method: str, path: str) -> RemoteError:
+    def failure(self, response: httpx.Response, method: str, path: str) -> RemoteError:
         status = response.status_code
-        message = self._message(response)
+        message = self.message(response)
         if status == 401:
             hint = "renewing it did not help" if self.credentials.can_renew else "check the token"
             return Refused(
@@ -710,23 +559,10 @@ class Auth0Client:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle is the slowest part of making a client; both clients share one.
-    return httpx.create_ssl_context()
-
-
 def _job_object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not isinstance(value.get("id"), str):
         raise RemoteError("Auth0 returned a job without an id")
     return value
-
-
-def _register(secret: str | None) -> None:
-    """Hide SECRET in every message, also as a form body or a query string encodes it."""
-    if secret:
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            register_secret(form)
 
 
 def _job_failed(job: Mapping[str, Any]) -> JobFailed:
@@ -737,25 +573,6 @@ def _job_failed(job: Mapping[str, Any]) -> JobFailed:
 def _busy_importing(response: httpx.Response) -> bool:
     """Is this 429 the "2 active import users jobs" limit rather than a rate limit?"""
     return response.status_code == 429 and IMPORT_LIMIT_MESSAGE in response.text
-
-
-def _problem(error: Exception) -> str:
-    # str(error) of httpx errors names the failure, not the URL; the type makes empty ones clear.
-    # A remote protocol error may quote what the server sent, which may echo a credential.
-    detail = redact(" ".join(str(error).split()))
-    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-
-
-def _unsendable(error: Exception) -> str:
-    """What is wrong with a request httpx refused to send, without the text of its error: h11
-    quotes the whole offending header value, the token included, in a form `redact` may miss
-    (bytes repr, with escapes)."""
-    name = type(error).__name__
-    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return _problem(error)
-    if isinstance(error, UnicodeError):
-        return f"{name}: a header value holds a non-ASCII character"
-    return f"{name}: a header value holds a line break, a control character or a space"
 
 
 def _range_start(content_range: str | None) -> int | None:
