@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from ndpipe.errors import NdpipeError, UsageError
 from ndpipe.expr import compile_expression
+from ndpipe.services.settings import Kind, check_setting
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,3 +121,39 @@ class OrderedOptions(click.Command):
         _, _, order = parser.parse_args(args=list(args))
         ctx.meta["option_order"] = [param.name for param in order]
         return super().parse_args(ctx, args)
+
+
+def setting_option(
+    *flags: str,
+    envvar: str,
+    kind: Kind,
+    help: str,
+    metavar: str,
+    path: bool = False,
+    examples: str = "https://host",
+) -> Callable[[F], F]:
+    """A service setting (--endpoint, --client-secret, ...): read from ENVVAR when not given,
+    checked while the command line is parsed (ndpipe.services.settings.check_setting), so a
+    malformed one exits 2 before anything is read or sent; the message names the option or the
+    environment variable the value came from, never the value."""
+
+    def checked(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
+        assert parameter.name is not None
+        try:
+            return check_setting(kind, value, path=path, examples=examples)
+        except UsageError as error:
+            source = context.get_parameter_source(parameter.name)
+            if source is ParameterSource.ENVIRONMENT:
+                hint = envvar
+            else:
+                hint = " / ".join(f"'{option}'" for option in parameter.opts)
+            raise click.BadParameter(error.message, ctx=context, param_hint=hint) from None
+
+    return click.option(
+        *flags,
+        metavar=metavar,
+        envvar=envvar,
+        show_envvar=True,
+        callback=checked,
+        help=help,
+    )

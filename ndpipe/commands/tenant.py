@@ -8,23 +8,18 @@ the standard library alone, while the command line is parsed.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
-import re
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
-from urllib.parse import urlsplit
 
-import click
-from click.core import ParameterSource
-
+from ndpipe.commands import setting_option
 from ndpipe.errors import UsageError, register_secret
 from ndpipe.pipeline import warn
 from ndpipe.progress import clear_line, progress_interval
 from ndpipe.progress import duration as _duration
+from ndpipe.services import settings
 
 if TYPE_CHECKING:
     from ndpipe.services.auth0.client import Auth0Client, Credentials
@@ -33,14 +28,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 TENANT_OPTIONS = ("domain", "client_id", "client_secret", "token")
 DEFAULT_POLL_INTERVAL = 2.0
-# Dropped around every setting: a token file saved on Windows ends in CR LF, a pasted secret in
-# a newline. Whitespace left inside is refused: no header, URL or Auth0 credential holds it.
-SURROUNDING_WHITESPACE = " \t\r\n"
 DOMAIN_EXAMPLES = "tenant.eu.auth0.com or http://127.0.0.1:8080"
-# A host name label (RFC 1123; underscores are allowed, as some internal names have them).
-HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-# host (a name, an IPv4 address or a bracketed IPv6 address) and an optional :port.
-NETLOC = re.compile(r"(?P<host>\[[^\[\]]*\]|[^\[\]:@]*)(?::(?P<port>[0-9]*))?")
+KINDS: dict[str, settings.Kind] = {
+    "domain": "url",
+    "client_id": "id",
+    "client_secret": "secret",
+    "token": "token",
+}
 
 
 @dataclass(frozen=True)
@@ -72,36 +66,33 @@ def tenant_options(function: F) -> F:
     the command function.
     """
     options = [
-        click.option(
+        setting_option(
             "--domain",
             metavar="DOMAIN",
             envvar="AUTH0_DOMAIN",
-            show_envvar=True,
-            callback=_checked,
+            kind="url",
+            examples=DOMAIN_EXAMPLES,
             help="Tenant domain (tenant.eu.auth0.com, meaning https) or a base URL with scheme.",
         ),
-        click.option(
+        setting_option(
             "--client-id",
             metavar="ID",
             envvar="AUTH0_CLIENT_ID",
-            show_envvar=True,
-            callback=_checked,
+            kind="id",
             help="The machine-to-machine application's client ID.",
         ),
-        click.option(
+        setting_option(
             "--client-secret",
             metavar="SECRET",
             envvar="AUTH0_CLIENT_SECRET",
-            show_envvar=True,
-            callback=_checked,
+            kind="secret",
             help="Its client secret; prefer the environment, which `ps` does not show.",
         ),
-        click.option(
+        setting_option(
             "--token",
             metavar="TOKEN",
             envvar="AUTH0_TOKEN",
-            show_envvar=True,
-            callback=_checked,
+            kind="token",
             help="A ready Management API token instead of the client credentials.",
         ),
     ]
@@ -119,107 +110,8 @@ def tenant_options(function: F) -> F:
 
 def check_setting(name: str, value: str | None) -> str | None:
     """VALUE of tenant setting NAME ("domain", "client_id", "client_secret" or "token") without
-    the whitespace around it; None when nothing is left.
-
-    Raises UsageError saying what is wrong and where, never showing the value: it may be a
-    secret, and a domain may hold one too (https://user:password@host).
-    """
-    if name in ("client_secret", "token"):
-        register_secret(value)  # before anything can go wrong with it
-    if value is None:
-        return None
-    value = value.strip(SURROUNDING_WHITESPACE)
-    if name == "token" and value[:7].lower() == "bearer ":
-        raise UsageError("give the token alone, without 'Bearer ' before it")
-    for position, character in enumerate(value, 1):
-        if not "!" <= character <= "~":
-            raise UsageError(
-                f"it holds {_describe(character)} at character {position} of {len(value)}; "
-                "only visible ASCII characters are allowed (whitespace around the value is "
-                "ignored)"
-            )
-    if name == "domain" and value:
-        _check_domain(value)
-    return value or None
-
-
-def _describe(character: str) -> str:
-    names = {" ": "a space", "\t": "a tab", "\r": "a carriage return", "\n": "a line break"}
-    if character in names:
-        return f"{names[character]} (U+{ord(character):04X})"
-    # Invisible characters (controls, zero-width and no-break spaces) are named by code point,
-    # since the user cannot see them; a visible one is found by its position alone.
-    invisible = unicodedata.category(character)[0] in "CZ"
-    code = f" (U+{ord(character):04X})" if invisible else ""
-    if character.isascii():
-        return f"a control character{code}"
-    return f"an invisible non-ASCII character{code}" if invisible else "a non-ASCII character"
-
-
-def _check_domain(domain: str) -> None:
-    """Refuse anything but a host name or an http(s) URL of a host, so that the client can
-    always be built from what is accepted here."""
-    url = domain if "://" in domain else f"https://{domain}"
-    scheme, rest = url.split("://", 1)
-    expected = f"it must be a host name or an http(s) URL ({DOMAIN_EXAMPLES})"
-    if scheme.lower() not in ("http", "https"):
-        raise UsageError(expected)
-    if "@" in re.split(r"[/?#]", rest, maxsplit=1)[0]:
-        raise UsageError(f"{expected}, without a user name or password")
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # an unclosed [, or brackets around something else than IPv6
-        raise UsageError(f"its host is not a valid [IPv6] address; {expected}") from None
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if "?" in url or "#" in url:
-        raise UsageError(f"{expected}, without a query or fragment")
-    netloc = NETLOC.fullmatch(parts.netloc)
-    if netloc is None:
-        raise UsageError(f"its host and port are not valid; {expected}")
-    host = netloc.group("host")
-    if not host:
-        raise UsageError(f"it names no host; {expected}")
-    if port == 0 or (netloc.group("port") is not None and port is None):
-        raise UsageError(f"its port must be a number from 1 to 65535; {expected}")
-    if parts.path not in ("", "/"):
-        raise UsageError(
-            f"{expected}, without a path (the Management API's /api/v2/ is added to it)"
-        )
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise UsageError(f"its host is not a valid [IPv6] address; {expected}") from None
-    elif re.fullmatch(r"[0-9.]+", host):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise UsageError(f"its host is not a valid IPv4 address; {expected}") from None
-    else:
-        labels = host.removesuffix(".").split(".")
-        if len(host) > 253 or not all(HOST_LABEL.fullmatch(label) for label in labels):
-            raise UsageError(
-                "its host is not a valid host name (letters, digits and hyphens, in labels "
-                f"separated by dots); {expected}"
-            )
-
-
-def _checked(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
-    """The option callback: check_setting, with a usage error naming where the value came from."""
-    assert parameter.name is not None
-    try:
-        return check_setting(parameter.name, value)
-    except UsageError as error:
-        source = context.get_parameter_source(parameter.name)
-        envvar = getattr(parameter, "envvar", None)
-        if source is ParameterSource.ENVIRONMENT and isinstance(envvar, str):
-            hint = envvar
-        else:
-            hint = " / ".join(f"'{option}'" for option in parameter.opts)
-        raise click.BadParameter(error.message, ctx=context, param_hint=hint) from None
+    the whitespace around it; None when nothing is left (see ndpipe.services.settings)."""
+    return settings.check_setting(KINDS[name], value, examples=DOMAIN_EXAMPLES)
 
 
 def check_tenant(tenant: Tenant) -> None:
