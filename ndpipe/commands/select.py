@@ -18,6 +18,8 @@ from ndpipe.ops.select import (
     unset_fields,
 )
 from ndpipe.pipeline import Stage, warn
+from ndpipe.presets import CRM_PRESETS
+from ndpipe.presets import HELP as PRESET_HELP
 
 
 @verb("select")
@@ -31,8 +33,8 @@ from ndpipe.pipeline import Stage, warn
 )
 @click.option(
     "--preset",
-    type=click.Choice(sorted(PRESETS)),
-    help="auth0-default: the User Import/Export extension's 11 default fields and column names.",
+    type=click.Choice(sorted([*PRESETS, *CRM_PRESETS])),
+    help=PRESET_HELP,
 )
 @click.option(
     "--missing",
@@ -73,7 +75,7 @@ def command(
       ndpipe select 'Name=user.user_metadata.name || user.name' < fixtures/users.ndjson
       ndpipe select --preset auth0-default < fixtures/users.ndjson | ndpipe csv
     """
-    chosen = (auth0_fields(PRESETS[preset], preset) if preset else []) + fields_file + fields
+    chosen = _with_preset(preset, fields_file + fields)
     try:
         check_fields(chosen)
     except NdpipeError as error:
@@ -92,3 +94,17 @@ def command(
         on_error=on_error,
         takes_policy=True,
     )
+
+
+def _with_preset(name: str | None, given: list[Field]) -> list[Field]:
+    """The preset's fields, then the given ones; a given field with the NAME of a preset field
+    takes that field's place."""
+    if name is None:
+        return given
+    if name in PRESETS:
+        preset = auth0_fields(PRESETS[name], name)
+    else:
+        preset = [parse_field(text) for text in CRM_PRESETS[name]]
+    replacing = {field.key: field for field in given}
+    chosen = [replacing.pop(field.key, field) for field in preset]
+    return chosen + [field for field in given if field.key in replacing]
