@@ -262,27 +262,28 @@ def select(
     """New records holding only the given fields, as `ndpipe select`.
 
     Each field is `EXPR` or `NAME=EXPR` (JMESPath): `["email", "Name=user_metadata.name ||
-    name"]`. Fields come in the CLI's order: `preset` (auth0-default), `fields_file` (Auth0's
-    export-job field list), then `fields`. `missing` is null, omit or empty.
+    name"]`. Fields come in the CLI's order: `preset` (auth0-default, marketo,
+    salesforce-contact, salesforce-lead, salesforce-wizard), `fields_file` (Auth0's export-job
+    field list), then `fields`; a field named like a preset field replaces it. `missing` is
+    null, omit or empty.
     """
     from ndpipe.ops.select import (
         MISSING_MODES,
-        PRESETS,
-        auth0_fields,
         check_fields,
         parse_field,
         read_fields_file,
     )
     from ndpipe.ops.select import select as select_op
+    from ndpipe.presets import NAMES, with_preset
 
     _choice(missing, MISSING_MODES, "missing")
-    chosen = []
+    given = []
     if preset is not None:
-        _choice(preset, sorted(PRESETS), "preset")
-        chosen += auth0_fields(PRESETS[preset], preset)
+        _choice(preset, NAMES, "preset")
     if fields_file is not None:
-        chosen += read_fields_file(os.fspath(fields_file))
-    chosen += [parse_field(text) for text in _texts(fields, "fields")]
+        given += read_fields_file(os.fspath(fields_file))
+    given += [parse_field(text) for text in _texts(fields, "fields")]
+    chosen = with_preset(preset, given)
     check_fields(chosen)
     run = partial(select_op, fields=chosen, missing=missing)
     return _stage("select", records, lambda r, p: run(r, policy=p), errors, skipped)

@@ -47,6 +47,8 @@ COMMANDS = [
     "import-clean",
     "upsert-patch",
     "import",
+    "to-marketo",
+    "to-salesforce",
     "diff",
 ]
 

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, cast
 from ndpipe import output
 from ndpipe.errors import EXIT_OK, DataError, NdpipeError, UsageError
 from ndpipe.io import Encoder, ErrorPolicy, Position, Records, encoder, read_records, write_ndjson
+from ndpipe.text import plural as plural  # re-exported: messages everywhere import it from here
 
 # A transform is called as transform(records), or as transform(records, policy=policy) when its
 # stage says `takes_policy`: ops whose expressions can fail on one record hand the failure to the
@@ -68,11 +69,6 @@ def warn(command: str, message: str) -> None:
     """A message for the user on stderr, never on stdout (which carries data only)."""
     sys.stderr.write(f"ndpipe {command}: {message}\n")
     sys.stderr.flush()
-
-
-def plural(count: int, noun: str, plural: str | None = None) -> str:
-    """`1 user`, `2 users`: a count with its noun, for messages (`plural` if not noun + s)."""
-    return f"{count} {noun if count == 1 else (plural or noun + 's')}"
 
 
 def _named(records: Records, name: str) -> Records:

@@ -15,6 +15,8 @@ with the same NAME replaces the preset's.
 
 from __future__ import annotations
 
+from ndpipe.ops.select import PRESETS, Field, auth0_fields, parse_field
+
 NOT_PROVIDED = "'[not provided]'"
 LAST_NAME = f"family_name || nickname || {NOT_PROVIDED}"
 
@@ -45,6 +47,8 @@ CRM_PRESETS: dict[str, list[str]] = {
     ],
 }
 
+NAMES = sorted([*PRESETS, *CRM_PRESETS])
+
 HELP = (
     "auth0-default: the User Import/Export extension's 11 default fields and column names; "
     "marketo: email, firstName, lastName (Marketo REST names, for to-marketo); "
@@ -52,3 +56,17 @@ HELP = (
     "for to-salesforce, with LastName and Company filled when Auth0 has none; "
     "salesforce-wizard: display names for the Data Import Wizard."
 )
+
+
+def with_preset(name: str | None, given: list[Field]) -> list[Field]:
+    """The preset's fields, then the GIVEN ones; a given field with the NAME of a preset field
+    takes that field's place."""
+    if name is None:
+        return given
+    if name in PRESETS:
+        preset = auth0_fields(PRESETS[name], name)
+    else:
+        preset = [parse_field(text) for text in CRM_PRESETS[name]]
+    replacing = {field.key: field for field in given}
+    chosen = [replacing.pop(field.key, field) for field in preset]
+    return chosen + [field for field in given if field.key in replacing]

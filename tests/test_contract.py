@@ -28,6 +28,8 @@ MINIMAL_ARGS = {
     "import-clean": ["--rejects", "{tmp}/rejects.ndjson"],
     "upsert-patch": ["--set", "user_metadata.flag=true"],
     "diff": ["-", "/dev/null", "-k", "email"],
+    "to-marketo": ["--dry-run", "--out", "{tmp}/leads-{{n}}.csv", "--quiet"],
+    "to-salesforce": ["--dry-run", "--out", "{tmp}/sf-{{n}}.csv", "--operation", "insert"],
     "import": [
         "--dry-run",
         "--out",
@@ -37,13 +39,17 @@ MINIMAL_ARGS = {
     ],
 }
 # Verbs whose output is not NDJSON, or that need no input to say something useful.
-NOT_NDJSON = {"csv", "to-json-array", "import"}
+NOT_NDJSON = {"csv", "to-json-array", "import", "to-marketo", "to-salesforce"}
 # Verbs that log each file or job on stderr as they write or send it.
-LOGS_AS_IT_GOES = {"import"}
+LOGS_AS_IT_GOES = {"import", "to-marketo", "to-salesforce"}
+# Verbs that push flat records to a CRM: they refuse a nested value at its line.
+FLAT = {"to-marketo", "to-salesforce"}
 # Verbs that end with a summary line on stderr when they read their whole input.
 SUMMARIZING = {"dedupe", "import-clean"}
 # Verbs that say on stderr what they do with the disk (sort: when it spills and merges).
 NOTIFYING = {"sort"}
+# Verbs that need no stdout (they write or send files and a summary).
+NO_STDOUT = {"import", "to-marketo", "to-salesforce"}
 
 
 def registered() -> list[str]:
@@ -82,6 +88,8 @@ def test_empty_input(verb, tmp_path):
 @pytest.mark.parametrize("verb", registered())
 def test_bad_line_is_named(verb, tmp_path):
     data = b'{"email":"a@example.com","email_verified":true,"app_metadata":{},"user_metadata":{}}\n'
+    if verb in FLAT:
+        data = b'{"email":"a@example.com","email_verified":true}\n'
     data += b"\n" + b'{"email": "b@example.com",\n'
     result = shell(f"ndpipe {verb} {args_for(verb, tmp_path)}", input=data)
     assert result.returncode == 1, result.stderr
@@ -95,8 +103,8 @@ def test_bad_line_is_named(verb, tmp_path):
 
 @pytest.mark.parametrize("verb", registered())
 def test_closed_downstream_is_quiet(verb, tmp_path):
-    if verb == "import":
-        pytest.skip("import writes chunk files and a summary, not a stream")
+    if verb in NO_STDOUT:
+        pytest.skip(f"{verb} sends files and writes a summary, not a stream")
     big = tmp_path / "big.ndjson"
     users = (ROOT / "fixtures" / "users.ndjson").read_bytes().splitlines()
     if verb == "diff":  # diff refuses a key twice on one side: give every copy its own email
@@ -134,11 +142,11 @@ SIDE_FILE_ARGS = {
     "upsert-patch": ["--unmatched", "{tmp}/unmatched.ndjson"],
     "to-json-array": ["--out", "{tmp}/users.json"],
     "import": ["--report", "{tmp}/report.ndjson"],
+    "to-marketo": ["--report", "{tmp}/report.ndjson"],
+    "to-salesforce": ["--report", "{tmp}/report.ndjson"],
 }
 # Verbs that end the pipeline: nothing may follow them.
-SINKS = {"csv", "to-json-array", "import"}
-# Verbs that need no stdout (they write files and a summary).
-NO_STDOUT = {"import"}
+SINKS = {"csv", "to-json-array", "import", "to-marketo", "to-salesforce"}
 
 
 def side_args_for(verb: str, tmp_path) -> str:

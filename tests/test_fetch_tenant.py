@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ndpipe.commands.tenant import JobProgress
+from ndpipe.services.auth0.export import JobProgress
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import DEFAULT_CONNECTION, NOT_EXPORTED, FakeAuth0
 from tests.conftest import FIXTURES, ROOT, environment, records, run_ndpipe

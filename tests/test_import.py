@@ -265,12 +265,24 @@ def test_waits_for_other_import_jobs_in_the_tenant(auth0_server, auth0_env):
             for n in range(2)
         ]
     auth0_server.import_timeline = []
-    timer = threading.Timer(1.5, auth0_server.finish_job, args=[others[0]])
-    timer.start()
+    seen = len(auth0_server.log)
+    done = threading.Event()
+
+    def finish_once_refused() -> None:
+        # One of the others ends only after the tenant has told the run it is busy, however
+        # slowly the run starts on a loaded machine.
+        while not done.wait(0.05):
+            if any(r.status == 429 for r in auth0_server.log[seen:]):
+                auth0_server.finish_job(others[0])
+                return
+
+    watcher = threading.Thread(target=finish_once_refused, daemon=True)
+    watcher.start()
     try:
         result = import_(auth0_env, input=ndjson(users(3)))
     finally:
-        timer.cancel()
+        done.set()
+        watcher.join()
     assert result.returncode == 0, result.stderr
     assert "2 import jobs are active in the tenant; waiting" in result.stderr.decode()
     assert len(auth0_server.users_in()) == 4

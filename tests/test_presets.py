@@ -50,7 +50,7 @@ def test_salesforce_lead_fills_company_from_the_metadata_or_a_placeholder() -> N
 
 
 def test_a_given_field_replaces_the_preset_field_of_that_name_in_place() -> None:
-    out = select("--preset", "salesforce-contact", "LastName=family_name || `\"-\"`", "Id=user_id")
+    out = select("--preset", "salesforce-contact", 'LastName=family_name || `"-"`', "Id=user_id")
     assert list(out[0]) == ["Email", "FirstName", "LastName", "Id"]
     assert [record["LastName"] for record in out] == ["Lovelace", "-", "-"]
 

@@ -4,11 +4,12 @@ Each pipeline runs twice, in two fresh directories that hold the fixtures and st
 files the README names (export.json.gz, changes.ndjson, ...): once as written, with pipes, and
 once as one `ndpipe A then B then C` process. Their stdout, exit codes and the files they write
 must be identical. Pipelines that need a tenant (fetch with no source, import) are run against
-the loopback server in tests/test_recipes.py instead.
+the loopback servers instead (tests/test_recipes.py, test_to_marketo.py, test_to_salesforce.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 import shutil
@@ -48,6 +49,9 @@ def readme_pipelines() -> list[str]:
     return pipelines
 
 
+# Sinks that send to a service; their README pipelines run against the loopback fakes in
+# tests/test_recipes.py, tests/test_to_marketo.py and tests/test_to_salesforce.py.
+SERVICE_SINKS = ("import", "to-marketo", "to-salesforce")
 # fetch options that only an export job takes.
 EXPORT_JOB_OPTIONS = ("--connection", "--field", "--fields-file", "--limit", "--sample", "--job")
 
@@ -59,7 +63,13 @@ def needs_tenant(stages: list[list[str]]) -> bool:
     reads_tenant = first[1] == "fetch" and (
         not sources or any(option in EXPORT_JOB_OPTIONS for option in options)
     )
-    return reads_tenant or any(stage[1] == "import" for stage in stages)
+    verbs = [
+        token
+        for stage in stages
+        for before, token in itertools.pairwise(stage)
+        if before in ("ndpipe", "then")
+    ]
+    return reads_tenant or any(verb in SERVICE_SINKS for verb in verbs)
 
 
 def split(pipeline: str) -> tuple[list[list[str]], list[str]]:

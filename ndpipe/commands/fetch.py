@@ -1,34 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ndpipe.commands import verb
-from ndpipe.commands.tenant import (
-    JobProgress,
-    Tenant,
-    check_tenant,
-    open_client,
-    tenant_options,
-)
+from ndpipe.commands.tenant import notices, tenant_options
 from ndpipe.csvio import CSV_STYLES, read_csv
-from ndpipe.errors import Refused, RemoteError, UsageError
+from ndpipe.errors import UsageError
 from ndpipe.io import ErrorPolicy, Position, Records, read_records, read_stream
 from ndpipe.ops.select import auth0_fields, load_fields_file
-from ndpipe.pipeline import Stage, plural, warn
-from ndpipe.progress import CHECK_EVERY, DownloadProgress
-
-if TYPE_CHECKING:
-    from ndpipe.services.auth0.client import Auth0Client
+from ndpipe.pipeline import Stage, warn
+from ndpipe.services.auth0.export import SAMPLE_SIZE, ExportJob, check_export_fields, csv_problems
+from ndpipe.services.auth0.tenant import Tenant, check_tenant, open_client
 
 NAME = "fetch"
-SAMPLE_SIZE = 10  # the Dashboard's "Export as Sample"
-CSV_MAX_FIELDS = 30  # AUTH0.md §1.5
-FIELD_TEXT_MAX = 100  # name and export_as, AUTH0.md §1.2
-WHOLE_METADATA = ("app_metadata", "user_metadata")
 
 
 def parse_export_field(text: str) -> dict[str, str]:
@@ -37,123 +24,14 @@ def parse_export_field(text: str) -> dict[str, str]:
     entry = {"name": name.strip()}
     if export_as.strip():
         entry["export_as"] = export_as.strip()
-    check_export_fields([entry], f"--field {text!r}")
+    check_fields([entry], f"--field {text!r}")
     return entry
 
 
-def check_export_fields(entries: Any, source: str) -> None:
-    """The checks Auth0 makes on `fields`, made before the job is started."""
+def check_fields(entries: Any, source: str) -> None:
+    """The checks Auth0 makes on an export job's `fields`, made before the job is started."""
     auth0_fields(entries, source)  # names in Auth0's path syntax, export_as a string
-    for entry in entries:
-        for key in ("name", "export_as"):
-            value = entry.get(key)
-            if value is not None and not 1 <= len(value) <= FIELD_TEXT_MAX:
-                raise UsageError(f"{source}: {key} {value!r} must be 1 to 100 characters")
-        extra = set(entry) - {"name", "export_as"}
-        if extra:
-            raise UsageError(f"{source}: unknown key {sorted(extra)[0]!r} (only name, export_as)")
-
-
-def csv_problems(fields: list[dict[str, str]]) -> list[str]:
-    """Why Auth0 would refuse or empty a csv export of these fields (AUTH0.md §1.5)."""
-    problems = []
-    if len(fields) > CSV_MAX_FIELDS:
-        problems.append(
-            f"Auth0 limits csv exports to {CSV_MAX_FIELDS} fields; this asks for {len(fields)} "
-            "(use --format json)"
-        )
-    for entry in fields:
-        if entry["name"] in WHOLE_METADATA:
-            problems.append(
-                f"a csv export cannot hold {entry['name']} as a whole object; name its fields "
-                f"({entry['name']}.plan, ...) or use --format json"
-            )
-    return problems
-
-
-class ExportJob:
-    """The source of tenant mode: start (or reuse) an export job, wait for it, stream its file."""
-
-    def __init__(
-        self,
-        client: Callable[[], Auth0Client],
-        *,
-        job_id: str | None,
-        connection: str | None,
-        fields: list[dict[str, str]],
-        limit: int | None,
-        format: str,
-        quiet: bool,
-    ) -> None:
-        self.make_client = client
-        self.client: Auth0Client | None = None
-        self.job_id = job_id
-        self.connection = connection
-        self.fields = fields
-        self.limit = limit
-        self.format = format
-        self.quiet = quiet
-        self.count = 0
-
-    def records(self, policy: ErrorPolicy, position: Position) -> Records:
-        progress = JobProgress(NAME, enabled=not self.quiet)
-        self.client = client = self.make_client()
-        try:
-            job_id = self.job_id or self._start()
-            try:
-                client.poll_job(job_id, progress)
-            finally:
-                progress.close()
-            download = DownloadProgress(f"ndpipe {NAME}: job {job_id}", enabled=not self.quiet)
-            _watch_downloads(client, download.response)
-            stream = client.open_export(job_id)
-            try:
-                yield from self._counted(
-                    download,
-                    read_stream(
-                        stream,
-                        f"export job {job_id}",
-                        policy,
-                        position,
-                        # A csv job is Auth0-escaped CSV; read it back into typed values.
-                        other=partial(read_csv, style="auth0", nest=False),
-                    ),
-                )
-            except RemoteError as error:
-                if isinstance(error, Refused):
-                    raise
-                error.message += (
-                    f" (Auth0 keeps the file for 24 hours: `ndpipe fetch --job {job_id}` "
-                    "downloads it again)"
-                )
-                raise
-            finally:
-                download.close(self.count)
-                stream.close()
-            if not self.quiet:
-                warn(NAME, f"export job {job_id}: {plural(self.count, 'user')}")
-        finally:
-            client.close()
-
-    def _counted(self, download: DownloadProgress, records: Records) -> Iterator[Any]:
-        for record in records:
-            self.count += 1
-            if not self.count % CHECK_EVERY:  # the clock is read only every CHECK_EVERY users
-                download.update(self.count)
-            yield record
-
-    def _start(self) -> str:
-        assert self.client is not None
-        connection_id = None
-        if self.connection:
-            connection_id = self.client.resolve_connection(self.connection)
-        job = self.client.start_export(
-            connection_id, format=self.format, fields=self.fields or None, limit=self.limit
-        )
-        if not self.quiet:
-            what = f"connection {self.connection}" if self.connection else "all connections"
-            warn(NAME, f"started export job {job['id']} ({what}, {self.format})")
-        return str(job["id"])
+    check_export_fields(entries, source)
 
 
 @verb(NAME)
@@ -280,7 +158,7 @@ def command(
     if fields_file:
         try:
             entries = load_fields_file(fields_file)
-            check_export_fields(entries, fields_file)
+            check_fields(entries, fields_file)
         except UsageError as error:
             raise click.BadParameter(str(error), param_hint="--fields-file") from None
         chosen += [dict(entry) for entry in entries]
@@ -290,24 +168,23 @@ def command(
     check_tenant(tenant)
     job = ExportJob(
         # The client is made when the run starts, after the whole command line is checked.
-        lambda: open_client(NAME, tenant, quiet=quiet),
+        lambda: open_client(tenant, notify=notices(NAME, quiet)),
         job_id=job_id,
         connection=connection,
         fields=chosen,
         limit=SAMPLE_SIZE if sample else limit,
         format=format_,
-        quiet=quiet,
+        command=NAME,
+        notify=notices(NAME, quiet),
+        progress=not quiet,
     )
-    return Stage(NAME, source=job.records, on_error=on_error)
 
+    def users(policy: ErrorPolicy, position: Position) -> Records:
+        # A csv job is Auth0-escaped CSV; read it back into typed values.
+        other = partial(read_csv, style="auth0", nest=False)
+        return job.users(partial(read_stream, policy=policy, position=position, other=other))
 
-def _watch_downloads(client: Auth0Client, hook: Callable[[Any], None]) -> None:
-    """Let HOOK see each download response (its size, the bytes received so far)."""
-    # The download client is the one without the token; httpx calls response hooks as soon
-    # as the headers arrive, before the body is read.
-    hooks = getattr(getattr(client, "_download", None), "event_hooks", None)
-    if isinstance(hooks, dict):
-        hooks.setdefault("response", []).append(hook)
+    return Stage(NAME, source=users, on_error=on_error)
 
 
 def _field(ctx: click.Context, param: click.Parameter, text: str) -> dict[str, str]:

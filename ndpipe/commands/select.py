@@ -8,9 +8,7 @@ from ndpipe.commands import usage, verb
 from ndpipe.errors import EXIT_DATA, NdpipeError
 from ndpipe.ops.select import (
     MISSING_MODES,
-    PRESETS,
     Field,
-    auth0_fields,
     check_fields,
     parse_field,
     read_fields_file,
@@ -18,8 +16,9 @@ from ndpipe.ops.select import (
     unset_fields,
 )
 from ndpipe.pipeline import Stage, warn
-from ndpipe.presets import CRM_PRESETS
 from ndpipe.presets import HELP as PRESET_HELP
+from ndpipe.presets import NAMES as PRESET_NAMES
+from ndpipe.presets import with_preset
 
 
 @verb("select")
@@ -33,7 +32,7 @@ from ndpipe.presets import HELP as PRESET_HELP
 )
 @click.option(
     "--preset",
-    type=click.Choice(sorted([*PRESETS, *CRM_PRESETS])),
+    type=click.Choice(PRESET_NAMES),
     help=PRESET_HELP,
 )
 @click.option(
@@ -75,7 +74,7 @@ def command(
       ndpipe select 'Name=user.user_metadata.name || user.name' < fixtures/users.ndjson
       ndpipe select --preset auth0-default < fixtures/users.ndjson | ndpipe csv
     """
-    chosen = _with_preset(preset, fields_file + fields)
+    chosen = with_preset(preset, fields_file + fields)
     try:
         check_fields(chosen)
     except NdpipeError as error:
@@ -94,17 +93,3 @@ def command(
         on_error=on_error,
         takes_policy=True,
     )
-
-
-def _with_preset(name: str | None, given: list[Field]) -> list[Field]:
-    """The preset's fields, then the given ones; a given field with the NAME of a preset field
-    takes that field's place."""
-    if name is None:
-        return given
-    if name in PRESETS:
-        preset = auth0_fields(PRESETS[name], name)
-    else:
-        preset = [parse_field(text) for text in CRM_PRESETS[name]]
-    replacing = {field.key: field for field in given}
-    chosen = [replacing.pop(field.key, field) for field in preset]
-    return chosen + [field for field in given if field.key in replacing]

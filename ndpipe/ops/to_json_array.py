@@ -25,15 +25,13 @@ from ndpipe.errors import DataError, OutputError, UsageError
 from ndpipe.io import WRITE_BATCH_BYTES, Encoder, Record, dump_json
 from ndpipe.output import AtomicFile
 
-OPEN = b"[\n"
-SEPARATOR = b",\n"
-CLOSE = b"\n]\n"
-EMPTY = b"[]\n"
-# The bytes a one-record file adds around its record.
-FRAME = len(OPEN) + len(CLOSE)
-# Auth0's import takes files up to 512,000 bytes of request; 500,000 leaves room for the
-# multipart framing (AUTH0.md 2.2).
-AUTH0_MAX_BYTES = 500_000
+# The array framing is Auth0's import format's (`import --out` writes what to-json-array
+# writes); Auth0 takes requests of up to 512,000 bytes, 500,000 leaves room for the multipart
+# framing (AUTH0.md 2.2).
+from ndpipe.services.auth0.import_format import CLOSE, EMPTY, FRAME, OPEN, SEPARATOR
+from ndpipe.services.auth0.import_format import MAX_BYTES as AUTH0_MAX_BYTES
+
+__all__ = ["AUTH0_MAX_BYTES", "CLOSE", "EMPTY", "FRAME", "OPEN", "SEPARATOR"]
 # How many file numbers a pattern is checked for giving distinct names before any is written,
 # when its format may drop digits (an exponent, a float's precision).
 CHECKED_NUMBERS = 100_000

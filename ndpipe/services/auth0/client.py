@@ -202,6 +202,14 @@ class Auth0Client(ServiceClient):
         super().close()
         self._download.close()
 
+    def watch_downloads(self, hook: Callable[[httpx.Response], None]) -> None:
+        """Let HOOK see each export download response as soon as its headers arrive, before
+        its body is read (its size, and the bytes received so far as it is read): a progress
+        line (ndpipe.progress.DownloadProgress.response) needs no more."""
+        hooks = self._download.event_hooks
+        hooks.setdefault("response", []).append(hook)
+        self._download.event_hooks = hooks
+
     def __enter__(self) -> Auth0Client:
         return self
 
@@ -251,6 +259,13 @@ class Auth0Client(ServiceClient):
     def get_job(self, job_id: str) -> dict[str, Any]:
         """GET /api/v2/jobs/{id} (for a completed export, with a fresh download location)."""
         return _job_object(self.json("GET", f"/api/v2/jobs/{quote(job_id, safe='')}"))
+
+    @staticmethod
+    def ended(job: Mapping[str, Any]) -> bool:
+        """Has the job ended: completed, or failed, expired or cancelled (unknown statuses
+        count as still running)?"""
+        status = job.get("status")
+        return status == "completed" or status in JOB_FAILED
 
     def poll_job(
         self,
