@@ -29,7 +29,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -61,6 +61,19 @@ class RetryPolicy:
     rate_limit_budget: float = 900.0  # total seconds one request may wait for rate limits
     download_attempts: int = 8  # consecutive download failures that made no progress
     import_slot_wait: float = 3 * 3600.0  # waiting for a service's job slots to free up
+
+
+class ClientOptions(TypedDict, total=False):
+    """How a client behaves, the same for every service; subclasses pass these on as given."""
+
+    retry: RetryPolicy | None
+    poll_interval: float  # seconds between two reads of a job
+    timeout: float  # seconds for one request
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]  # unix seconds
+    jitter: Callable[[], float]  # 0 <= x < 1
+    notify: Callable[[str], None] | None  # one-line notices (retries, waits) for stderr
+    transport: httpx.BaseTransport | None
 
 
 @dataclass(frozen=True)
@@ -181,25 +194,20 @@ class ServiceClient:
         *,
         token: str | None = None,
         can_renew: bool = False,
-        retry: RetryPolicy | None = None,
-        poll_interval: float = 2.0,
-        timeout: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        notify: Callable[[str], None] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self.base_url = base_url
-        self.retry = retry or RetryPolicy()
-        self.poll_interval = poll_interval
+        self.retry = options.get("retry") or RetryPolicy()
+        self.poll_interval = options.get("poll_interval", 2.0)
         self.can_renew = can_renew
-        self._sleep = sleep
-        self._clock = clock
-        self._jitter = jitter
-        self._notify = notify or (lambda message: None)
+        self._sleep = options.get("sleep", time.sleep)
+        self._clock = options.get("clock", time.time)
+        self._jitter = options.get("jitter", random.random)
+        self._notify = options.get("notify") or (lambda message: None)
         self._token: Token | None = Token(token) if token else None
-        self._http = make_http(base_url, timeout, transport, self.address)
+        self.timeout = options.get("timeout", 30.0)
+        self.transport = options.get("transport")
+        self._http = make_http(base_url, self.timeout, self.transport, self.address)
 
     def __repr__(self) -> str:  # the token never reaches a log line
         return f"{type(self).__name__}({self.base_url!r})"

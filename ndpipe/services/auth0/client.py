@@ -20,13 +20,11 @@ a dropped connection and ends as a RemoteError.
 from __future__ import annotations
 
 import io
-import random
 import re
-import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -36,6 +34,7 @@ from ndpipe.services.http import (
     SENDABLE,
     SURROUNDING_WHITESPACE,
     UNSENDABLE,
+    ClientOptions,
     RetryPolicy,
     ServiceClient,
     Token,
@@ -169,15 +168,8 @@ class Auth0Client(ServiceClient):
         self,
         credentials: Credentials,
         *,
-        retry: RetryPolicy | None = None,
-        poll_interval: float = 2.0,
         job_timeout: float = 8 * 3600.0,
-        timeout: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        notify: Callable[[str], None] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self.credentials = credentials
         self.job_timeout = job_timeout
@@ -185,18 +177,11 @@ class Auth0Client(ServiceClient):
             credentials.base_url,
             token=credentials.token,
             can_renew=credentials.can_renew,
-            retry=retry,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            jitter=jitter,
-            notify=notify,
-            transport=transport,
+            **options,
         )
         # Downloads go through a client that has never seen the token: signed links refuse
         # a second credential, and the token must not travel to the file store.
-        self._download = make_http(None, timeout, transport, "the Auth0 domain")
+        self._download = make_http(None, self.timeout, self.transport, "the Auth0 domain")
 
     def close(self) -> None:
         super().close()

@@ -18,16 +18,13 @@
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Unpack
 from urllib.parse import urlsplit
 
 import httpx
 
 from ndpipe.errors import Refused, RemoteError, UsageError
-from ndpipe.services.http import RetryPolicy, ServiceClient, Token, Verdict, register
+from ndpipe.services.http import ClientOptions, ServiceClient, Token, Verdict, register
 
 # Marketo's rate limit counts calls in windows of this many seconds (100 calls per window).
 RATE_WINDOW = 20.0
@@ -105,31 +102,14 @@ class MarketoClient(ServiceClient):
         endpoint: str,
         client_id: str,
         client_secret: str,
-        *,
-        retry: RetryPolicy | None = None,
-        poll_interval: float = 15.0,
-        timeout: float = 120.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        notify: Callable[[str], None] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         register(client_secret)
         self.client_id = client_id
         self._client_secret = client_secret
-        super().__init__(
-            hosts(endpoint),
-            can_renew=True,
-            retry=retry,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            jitter=jitter,
-            notify=notify,
-            transport=transport,
-        )
+        options.setdefault("poll_interval", 15.0)
+        options.setdefault("timeout", 120.0)  # a 10 MB upload on a slow link
+        super().__init__(hosts(endpoint), can_renew=True, **options)
 
     def __repr__(self) -> str:
         return f"MarketoClient({self.base_url!r})"

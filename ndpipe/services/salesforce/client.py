@@ -18,12 +18,20 @@ ingest calls (CRM.md §2.2, §2.3).
 from __future__ import annotations
 
 import re
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Unpack
 
 import httpx
 
 from ndpipe.errors import NdpipeError, OutputError, Refused, RemoteError, UsageError
-from ndpipe.services.http import RetryPolicy, ServiceClient, Token, Verdict, make_http, problem
+from ndpipe.services.http import (
+    ClientOptions,
+    RetryPolicy,
+    ServiceClient,
+    Token,
+    Verdict,
+    make_http,
+    problem,
+)
 
 # A current API version at the time of writing; any from 41.0 (Bulk API 2.0 ingest) works, and
 # failedResults carries sf__Id from 53.0 on.
@@ -81,11 +89,7 @@ class SalesforceClient(ServiceClient):
         token: str | None = None,
         version: str = DEFAULT_API_VERSION,
         job_timeout: float = 24 * 3600.0,
-        retry: RetryPolicy | None = None,
-        poll_interval: float = 5.0,
-        timeout: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
-        **options: Any,
+        **options: Unpack[ClientOptions],
     ) -> None:
         if not token and not (client_id and client_secret):
             raise UsageError(
@@ -96,18 +100,11 @@ class SalesforceClient(ServiceClient):
         self._secret = client_secret
         self.version = api_version(version)
         self.job_timeout = job_timeout
-        self._timeout = timeout
-        self._transport = transport
         self.login_url = instance_base(instance_url)
+        options.setdefault("poll_interval", 5.0)
+        options.setdefault("timeout", 60.0)
         super().__init__(
-            self.login_url,
-            token=token,
-            can_renew=bool(client_id and client_secret),
-            retry=retry,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            transport=transport,
-            **options,
+            self.login_url, token=token, can_renew=bool(client_id and client_secret), **options
         )
 
     @property
@@ -153,7 +150,7 @@ class SalesforceClient(ServiceClient):
         if base == self.base_url or not re.fullmatch(r"https?://[^/\s?#@]+", base):
             return
         old = self._http
-        self._http = make_http(base, self._timeout, self._transport, self.address)
+        self._http = make_http(base, self.timeout, self.transport, self.address)
         self.base_url = base
         old.close()
 
