@@ -31,8 +31,9 @@ demo: $(STAMP)
 	  | $(NDPIPE) escape-csv \
 	  | $(NDPIPE) csv
 
+# The suite runs on every core (pytest-xdist): each test starts its own processes and servers.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ndpipe tests bench
