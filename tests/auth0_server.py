@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import email.parser
-import email.policy
 import gzip
 import hashlib
 import hmac
@@ -42,17 +40,18 @@ import json
 import random
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+from tests import fake_service
+from tests.fake_service import HTTPError
 
 DEFAULT_CONNECTION = "Username-Password-Authentication"
 IMPORT_LIMIT = 512000
@@ -131,24 +130,10 @@ class Connection:
 
 
 @dataclass
-class LoggedRequest:
-    """One request as the server received it; header names are lower-case."""
+class LoggedRequest(fake_service.LoggedRequest):
+    """One request as the server received it, with the JSON it was answered."""
 
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
     response: bytes = b""  # the JSON body answered, for API calls (not file downloads)
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-    def raw(self) -> bytes:
-        """Everything the client sent, for 'this secret never appears here' assertions."""
-        head = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
-        return f"{self.method} {self.path}?{self.query}\n{head}\n".encode() + self.body
 
 
 @dataclass
@@ -184,26 +169,12 @@ class Job:
 # --- faults ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Rule:
-    kind: str
-    remaining: int | None  # None: until cleared
-    path: str | None
-    params: dict[str, Any]
-
-    def matches(self, path: str, download: bool) -> bool:
-        if self.path is not None:
-            return path.startswith(self.path)
-        # Without a path, rate limits and server errors hit the API, not the file store.
-        return download == (self.kind in ("drop", "expire"))
-
-
-class Faults:
-    """Faults a test switches on; each applies to the next N matching requests, in order."""
+class Faults(fake_service.Faults):
+    """Faults a test switches on; each applies to the next N matching requests, in order.
+    Without a path, rate limits and server errors hit the API, not the file store."""
 
     def __init__(self, lock: threading.RLock) -> None:
-        self._lock = lock
-        self._rules: list[_Rule] = []
+        super().__init__(lock)
         self.failing_jobs: dict[str, list[tuple[str, str]]] = {
             "users_export": [],
             "users_import": [],
@@ -227,17 +198,6 @@ class Faults:
     def storm(self, *, reset_in: float = 1, path: str | None = None) -> None:
         self.rate_limit(None, reset_in=reset_in, path=path)
 
-    def server_errors(
-        self, count: int | None = 1, *, status: int = 500, path: str | None = None
-    ) -> None:
-        """Answer STATUS (5xx) to the next COUNT API requests (path="/downloads/" for files)."""
-        self._add("status", count, path, status=status)
-
-    def hang_up(self, count: int | None = 1, *, path: str | None = None, after: int = 0) -> None:
-        """Close the connection without answering the next COUNT API requests, once AFTER
-        matching requests have been answered."""
-        self._add("hang_up", count, path, after=after)
-
     def echo_credentials(
         self,
         count: int | None = 1,
@@ -255,11 +215,11 @@ class Faults:
 
     def drop_downloads(self, count: int = 1, *, after_bytes: int | None = None) -> None:
         """Send headers and part of the body (default: half), then close the socket."""
-        self._add("drop", count, None, after_bytes=after_bytes)
+        self._add("drop", count, after_bytes=after_bytes)
 
     def expire_downloads(self, count: int = 1) -> None:
         """The next COUNT downloads find their link expired (403), however fresh it is."""
-        self._add("expire", count, None)
+        self._add("expire", count)
 
     def fail_next_job(
         self,
@@ -274,59 +234,22 @@ class Faults:
 
     def clear(self) -> None:
         with self._lock:
-            self._rules.clear()
+            super().clear()
             for queue in self.failing_jobs.values():
                 queue.clear()
 
-    def _add(self, kind: str, count: int | None, path: str | None, **params: Any) -> None:
-        with self._lock:
-            self._rules.append(_Rule(kind, count, path, params))
-
-    def take(self, path: str, download: bool, kinds: tuple[str, ...]) -> _Rule | None:
-        with self._lock:
-            for rule in self._rules:
-                if rule.kind in kinds and rule.matches(path, download):
-                    if rule.params.get("after"):
-                        rule.params["after"] -= 1
-                        continue
-                    if rule.remaining is not None:
-                        rule.remaining -= 1
-                        if rule.remaining <= 0:
-                            self._rules.remove(rule)
-                    return rule
-        return None
+    def matches(self, rule: fake_service.FaultRule, method: str, path: str) -> bool:
+        download = path.startswith("/downloads/")
+        if rule.path is None and download != (rule.kind in ("drop", "expire")):
+            return False
+        return super().matches(rule, method, path)
 
 
 # --- HTTP plumbing ---------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    app: FakeAuth0
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; with Nagle on, each response waits for the
-    # client's delayed ACK (about 40 ms).
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self.server.app.dispatch(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the request log is server.log; stderr stays quiet
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
+class _Handler(fake_service.ServiceHandler):
+    do_HEAD = fake_service.ServiceHandler.do_GET
 
 
 def api_error(status: int, message: str, error_code: str | None = None) -> HTTPError:
@@ -350,10 +273,7 @@ def api_error(status: int, message: str, error_code: str | None = None) -> HTTPE
 
 
 def _echo(request: LoggedRequest, status: int, text: bool, padding: int) -> HTTPError:
-    echoed = (
-        f"Authorization: {request.header('authorization') or '(none)'} "
-        f"in {request.method} {request.path} with body {request.body.decode(errors='replace')}"
-    )
+    echoed = request.echo()
     if text:
         page = "x" * padding + " " + echoed
         return HTTPError(status, page.encode(), {"Content-Type": "text/plain; charset=utf-8"})
@@ -371,7 +291,7 @@ def s3_error(status: int, code: str, message: str) -> HTTPError:
 # --- the server ------------------------------------------------------------------------------
 
 
-class FakeAuth0:
+class FakeAuth0(fake_service.FakeService):
     """An Auth0 tenant behind a real HTTP server on 127.0.0.1 (a random free port).
 
     Tenant state: `connections`, `users` (user_id -> full profile), `jobs`. Knobs a test may set:
@@ -382,6 +302,14 @@ class FakeAuth0:
     still named .gz, for clients that must sniff), `scopes` (granted to new tokens).
     """
 
+    title = "fake Auth0 server"
+    handler_class = _Handler
+    json_content_type = "application/json; charset=utf-8"
+    internal_error_body: ClassVar[Any] = {"statusCode": 500, "error": "Internal Server Error"}
+    # An oversized upload is still read (and dropped) so that the client gets the 413
+    # instead of a reset connection while it is still sending.
+    body_limit = IMPORT_LIMIT
+
     def __init__(
         self,
         *,
@@ -390,8 +318,7 @@ class FakeAuth0:
         tenant: str = "ndpipe-test",
         seed: int = 5,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
+        super().__init__(client_id=client_id, client_secret=client_secret)
         self.tenant = tenant
         self.link_ttl = 60.0
         self.export_timeline = ["pending", "processing", "processing"]
@@ -400,10 +327,7 @@ class FakeAuth0:
         self.export_missing = "omit"
         self.export_gzip = True
         self.scopes = set(ALL_SCOPES)
-        self.lock = threading.RLock()
         self.faults = Faults(self.lock)
-        self.log: list[LoggedRequest] = []
-        self.internal_errors: list[str] = []
         self.connections: list[Connection] = []
         self.users: dict[str, dict[str, Any]] = {}
         self.passwords: dict[str, Any] = {}
@@ -415,37 +339,14 @@ class FakeAuth0:
         self._links: dict[str, tuple[str, float]] = {}
         self._signing_key = b"fake-s3-signing-key"
         self._files = Path(tempfile.mkdtemp(prefix="fake-auth0-"))
-        self._http: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.add_connection(DEFAULT_CONNECTION)
         self.add_connection("google-oauth2", strategy="google-oauth2")
 
     # -- lifecycle --
 
-    def start(self) -> FakeAuth0:
-        self._http = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.app = self
-        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
+        super().stop()
         shutil.rmtree(self._files, ignore_errors=True)
-
-    def __enter__(self) -> FakeAuth0:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._http is not None, "server not started"
-        return int(self._http.server_address[1])
 
     @property
     def base_url(self) -> str:
@@ -557,86 +458,28 @@ class FakeAuth0:
 
     # -- request log --
 
-    def requests(self, method: str | None = None, path: str = "") -> list[LoggedRequest]:
-        """Logged requests with this method (any if None) whose path starts with PATH."""
+    def secrets(self) -> set[str]:
         with self.lock:
-            return [
-                request
-                for request in self.log
-                if (method is None or request.method == method) and request.path.startswith(path)
-            ]
-
-    def check(self) -> None:
-        """Raise if a request crashed the server (a bug here, not in the client)."""
-        if self.internal_errors:
-            raise AssertionError("fake Auth0 server errors:\n" + "\n".join(self.internal_errors))
+            return {self.client_secret, *self.tokens}
 
     # -- dispatch --
 
-    def dispatch(self, handler: _Handler) -> None:
-        url = urlsplit(handler.path)
-        headers = {name.lower(): value for name, value in handler.headers.items()}
-        body = self._read_body(handler, headers)
-        entry = LoggedRequest(handler.command, url.path, url.query, headers, body)
-        with self.lock:
-            self.log.append(entry)
-        try:
-            self._route(handler, entry)
-        except HTTPError as error:
-            entry.status = error.status
-            self._send(handler, error.status, error.body, error.headers)
-        except _Dropped:
-            pass  # the status line went out before the connection was cut
-        except ConnectionError:
-            pass  # the client hung up, as a download read by `fetch then head` does
-        except Exception as error:  # a server bug: report it to the test instead of hanging
-            entry.status = 500
-            self.internal_errors.append(f"{entry.method} {entry.path}: {error!r}")
-            self._send(handler, 500, {"statusCode": 500, "error": "Internal Server Error"})
+    def new_entry(self, method: str, path: str, query: str, headers: dict[str, str]) -> Any:
+        return LoggedRequest(method, path, query, headers)
 
-    def _read_body(self, handler: _Handler, headers: dict[str, str]) -> bytes:
-        length = int(headers.get("content-length") or 0)
-        # An oversized upload is still read (and dropped) so that the client gets the 413
-        # instead of a reset connection while it is still sending.
-        if length > IMPORT_LIMIT:
-            remaining = length
-            while remaining > 0:
-                chunk = handler.rfile.read(min(remaining, DOWNLOAD_CHUNK))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            return b""
-        return handler.rfile.read(length) if length else b""
+    def oversized(self, length: int) -> bytes:
+        return b""  # the import route answers 413
 
-    def _send(
-        self,
-        handler: _Handler,
-        status: int,
-        body: Any,
-        headers: dict[str, str] | None = None,
+    def server_error(self, status: int) -> HTTPError:
+        return HTTPError(status, {"statusCode": status, "error": "Internal Server Error"})
+
+    def route(
+        self, handler: fake_service.ServiceHandler, request: LoggedRequest, body: bytes
     ) -> None:
-        headers = dict(headers or {})
-        if isinstance(body, bytes):
-            data = body
-        elif body is None:
-            data = b""
-        else:
-            data = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json; charset=utf-8")
-        handler.send_response(status)
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(data)
-
-    def _route(self, handler: _Handler, request: LoggedRequest) -> None:
         path, method = request.path, request.method
         download = path.startswith("/downloads/")
-        rule = self.faults.take(path, download, ("rate_limit", "status", "hang_up", "echo"))
-        if rule is not None and rule.kind == "hang_up":
-            _hang_up(handler)
+        rule = self.faults.take(method, path, ("rate_limit", "status", "hang_up", "echo"))
+        rule = self.common_fault(handler, rule)
         if rule is not None and rule.kind == "echo":
             raise _echo(request, **rule.params)
         if rule is not None and rule.kind == "rate_limit":
@@ -644,9 +487,6 @@ class FakeAuth0:
             error = api_error(429, "Global limit has been reached", "too_many_requests")
             error.headers = self._rate_headers(remaining=0, reset=reset)
             raise error
-        if rule is not None:
-            status = rule.params["status"]
-            raise HTTPError(status, {"statusCode": status, "error": "Internal Server Error"})
 
         if download and method in ("GET", "HEAD"):
             return self._download(handler, request)
@@ -673,10 +513,11 @@ class FakeAuth0:
             return self._json(handler, request, status, body)
         raise api_error(404, "Not Found")
 
-    def _json(self, handler: _Handler, request: LoggedRequest, status: int, body: Any) -> None:
-        request.status = status
+    def _json(
+        self, handler: fake_service.ServiceHandler, request: LoggedRequest, status: int, body: Any
+    ) -> None:
         request.response = json.dumps(body).encode() if body is not None else b""
-        self._send(handler, status, body, self._rate_headers())
+        self.reply(handler, request, status, body, self._rate_headers())
 
     @staticmethod
     def _rate_headers(remaining: int = 49, reset: int | None = None) -> dict[str, str]:
@@ -688,7 +529,7 @@ class FakeAuth0:
 
     # -- token --
 
-    def _token(self, handler: _Handler, request: LoggedRequest) -> None:
+    def _token(self, handler: fake_service.ServiceHandler, request: LoggedRequest) -> None:
         content_type = request.header("content-type") or ""
         try:
             if content_type.startswith("application/json"):
@@ -720,9 +561,9 @@ class FakeAuth0:
         token = self.issue_token()
         with self.lock:
             self.tokens_issued += 1
-        request.status = 200
-        self._send(
+        self.reply(
             handler,
+            request,
             200,
             {
                 "access_token": token,
@@ -954,7 +795,7 @@ class FakeAuth0:
             cells.append(auth0_csv_cell(value, date=leaf in AUTH0_DATES))
         return (",".join(cells) + "\n").encode()
 
-    def _download(self, handler: _Handler, request: LoggedRequest) -> None:
+    def _download(self, handler: fake_service.ServiceHandler, request: LoggedRequest) -> None:
         parts = request.path.split("/")
         query = {k: v[-1] for k, v in parse_qs(request.query).items()}
         if request.header("authorization"):
@@ -969,7 +810,7 @@ class FakeAuth0:
             job = self.jobs.get(parts[2]) if len(parts) > 3 else None
         if link is None or job is None or job.file is None or link[0] != job.id:
             raise s3_error(403, "AccessDenied", "Access denied")
-        if time.time() > link[1] or self.faults.take(request.path, True, ("expire",)):
+        if time.time() > link[1] or self.faults.take(request.method, request.path, ("expire",)):
             raise s3_error(403, "AccessDenied", "Request has expired")
         size = job.file.stat().st_size
         start, end, status = 0, size - 1, 200
@@ -981,7 +822,7 @@ class FakeAuth0:
             start = int(match.group(1))
             end = min(int(match.group(2) or size - 1), size - 1)
             status = 206
-        drop = self.faults.take(request.path, True, ("drop",))
+        drop = self.faults.take(request.method, request.path, ("drop",))
         length = end - start + 1
         handler.send_response(status)
         handler.send_header("Content-Type", "binary/octet-stream")
@@ -1009,7 +850,7 @@ class FakeAuth0:
                 handler.wfile.write(chunk)
                 allowed -= len(chunk)
         if drop is not None:
-            _hang_up(handler)
+            fake_service.hang_up(handler)
 
     # -- import jobs --
 
@@ -1189,18 +1030,6 @@ class FakeAuth0:
             return 204, None
 
 
-class _Dropped(Exception):
-    """A fault closed the connection; nothing more is sent."""
-
-
-def _hang_up(handler: _Handler) -> NoReturn:
-    handler.wfile.flush()
-    handler.close_connection = True
-    with contextlib.suppress(OSError):
-        handler.connection.shutdown(socket.SHUT_RDWR)
-    raise _Dropped
-
-
 # --- helpers shared with tests ---------------------------------------------------------------
 
 
@@ -1241,17 +1070,9 @@ def _redacted(user: Any) -> Any:
 
 
 def _parse_multipart(content_type: str, body: bytes) -> dict[str, bytes]:
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body
-    )
-    parts: dict[str, bytes] = {}
-    if not message.is_multipart():
+    parts = fake_service.form_parts(content_type, body)
+    if parts is None:
         raise api_error(400, "Bad multipart body", "invalid_body")
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name:
-            payload = part.get_payload(decode=True)
-            parts[str(name)] = payload if isinstance(payload, bytes) else b""
     return parts
 
 

@@ -37,22 +37,18 @@ it is stopped.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import email.parser
-import email.policy
 import io
-import json
 import re
 import secrets
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NoReturn
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+
+from tests import fake_service
+from tests.fake_service import HTTPError
 
 BODY_LIMIT = 10 * 1024 * 1024
 QUEUE_LIMIT = 10
@@ -75,31 +71,13 @@ STANDARD_FIELDS = {
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 OFFSET_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?[+-]\d\d:\d\d$")
 STRING_LIMIT = 255
-READ_CHUNK = 64 * 1024
 
 
 @dataclass
-class LoggedRequest:
-    """One request as the server received it; header names are lower-case."""
+class LoggedRequest(fake_service.LoggedRequest):
+    """One request as the server received it; the upload body is kept only by its length."""
 
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body_length: int
-    status: int = 0
     code: str | None = None  # the Marketo error code answered, if any
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-    def params(self) -> dict[str, list[str]]:
-        return parse_qs(self.query, keep_blank_values=True)
-
-    def raw(self) -> bytes:
-        """What the client sent besides the upload body, for 'never here' assertions."""
-        head = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
-        return f"{self.method} {self.path}?{self.query}\n{head}".encode()
 
 
 @dataclass
@@ -119,31 +97,16 @@ class Batch:
     polls: int = 0
 
 
-@dataclass
-class _Rule:
-    kind: str
-    remaining: int | None
-    path: str | None
-    method: str | None
-    params: dict[str, Any]
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and method != self.method:
-            return False
-        return self.path is None or path.startswith(self.path)
-
-
 # Each fault takes keyword arguments path (a prefix), method, and after (how many matching
 # calls are answered normally first).
 
 
-class Faults:
+class Faults(fake_service.Faults):
     """Faults a test switches on; each applies to the next COUNT matching calls (None: until
     `clear()`). Identity calls are matched only when PATH says so."""
 
     def __init__(self, lock: threading.RLock) -> None:
-        self._lock = lock
-        self._rules: list[_Rule] = []
+        super().__init__(lock)
         self.failing_batches: list[str] = []
 
     def code(
@@ -166,13 +129,6 @@ class Faults:
         """Answer this HTTP status (a gateway error page)."""
         self._add("status", count, path, method, after, status=status)
 
-    def hang_up(
-        self, count: int | None = 1, *, path: str | None = None, method: str | None = None,
-        after: int = 0,
-    ) -> None:  # fmt: skip
-        """Close the connection without answering."""
-        self._add("hang_up", count, path, method, after)
-
     def expire_token(
         self, count: int | None = 1, *, path: str | None = None, method: str | None = None,
         after: int = 0,
@@ -186,45 +142,21 @@ class Faults:
 
     def clear(self) -> None:
         with self._lock:
-            self._rules.clear()
+            super().clear()
             self.failing_batches.clear()
 
-    def _add(self, kind: str, count: int | None, path: str | None, method: str | None,
-             after: int, **params: Any) -> None:  # fmt: skip
-        with self._lock:
-            self._rules.append(_Rule(kind, count, path, method, {**params, "after": after}))
-
-    def take(self, method: str, path: str) -> _Rule | None:
-        with self._lock:
-            for rule in self._rules:
-                if path.startswith("/identity") and rule.path is None:
-                    continue
-                if rule.matches(method, path):
-                    if rule.params["after"]:
-                        rule.params["after"] -= 1
-                        continue
-                    if rule.remaining is not None:
-                        rule.remaining -= 1
-                        if rule.remaining <= 0:
-                            self._rules.remove(rule)
-                    return rule
-        return None
+    def matches(self, rule: fake_service.FaultRule, method: str, path: str) -> bool:
+        if path.startswith("/identity") and rule.path is None:
+            return False
+        return super().matches(rule, method, path)
 
 
-class _Dropped(Exception):
-    """A fault closed the connection."""
+def _answer(status: int, body: Any, content_type: str = "application/json") -> HTTPError:
+    return HTTPError(status, body, {"Content-Type": content_type})
 
 
-class _Answer(Exception):
-    def __init__(self, status: int, body: Any, content_type: str = "application/json") -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-
-
-def marketo_error(code: str, message: str) -> _Answer:
-    return _Answer(
+def marketo_error(code: str, message: str) -> HTTPError:
+    return _answer(
         200,
         {"requestId": f"{secrets.token_hex(2)}#{secrets.token_hex(5)}", "success": False,
          "errors": [{"code": code, "message": message}]},
@@ -248,26 +180,7 @@ MESSAGES = {
 }
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    app: FakeMarketo
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self.server.app.dispatch(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class FakeMarketo:
+class FakeMarketo(fake_service.FakeService):
     """A Marketo instance behind a real HTTP server on 127.0.0.1 (a random free port).
 
     Knobs: `token_ttl`, `custom_fields` (more REST names the header may use), `datetime_fields`,
@@ -275,14 +188,18 @@ class FakeMarketo:
     `steps` (status reads a batch spends Importing before it completes).
     """
 
+    title = "fake Marketo"
+    internal_error_body: ClassVar[Any] = {"error": "internal"}
+    keep_bodies = False  # a benchmark sends hundreds of files
+    body_limit = BODY_LIMIT
+
     def __init__(
         self,
         *,
         client_id: str = "5f0a1c2e-ndpipe-test-client-id-0001",
         client_secret: str = "mkto-s3cr3t-ndpipe-test-client-secret-do-not-print",
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
+        super().__init__(client_id=client_id, client_secret=client_secret)
         self.token_ttl = TOKEN_TTL
         self.custom_fields: set[str] = {"auth0UserId", "auth0CreatedAt", "auth0Connection"}
         self.datetime_fields: set[str] = {"auth0CreatedAt", "dateOfBirth"}
@@ -294,10 +211,7 @@ class FakeMarketo:
         self.steps = 1
         # Result files ("failures", "warnings") answered 404 although Marketo counted rows.
         self.missing_files: set[str] = set()
-        self.lock = threading.RLock()
         self.faults = Faults(self.lock)
-        self.log: list[LoggedRequest] = []
-        self.internal_errors: list[str] = []
         self.leads: dict[str, dict[str, str]] = {}
         self.batches: dict[int, Batch] = {}
         self.max_importing = 0
@@ -306,34 +220,6 @@ class FakeMarketo:
         self._token_expires = 0.0
         self._old_tokens: set[str] = set()
         self._next_batch = 3404
-        self._http: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle --
-
-    def start(self) -> FakeMarketo:
-        self._http = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.app = self
-        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-
-    def __enter__(self) -> FakeMarketo:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._http is not None, "server not started"
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
 
     @property
     def endpoint(self) -> str:
@@ -349,17 +235,13 @@ class FakeMarketo:
 
     # -- inspection --
 
-    def requests(self, method: str | None = None, path: str = "") -> list[LoggedRequest]:
+    def secrets(self) -> set[str]:
         with self.lock:
-            return [
-                request
-                for request in self.log
-                if (method is None or request.method == method) and request.path.startswith(path)
-            ]
+            return {self.client_secret, *self._old_tokens, *([self._token] if self._token else [])}
 
-    def check(self) -> None:
-        if self.internal_errors:
-            raise AssertionError("fake Marketo errors:\n" + "\n".join(self.internal_errors))
+    def url_secrets(self) -> set[str]:
+        # The identity service takes the client credentials as query parameters (§1.1).
+        return self.secrets() - {self.client_secret}
 
     def expire_token(self) -> None:
         """The current token expires now (the next call with it gets 602)."""
@@ -372,83 +254,49 @@ class FakeMarketo:
 
     # -- dispatch --
 
-    def dispatch(self, handler: _Handler) -> None:
-        url = urlsplit(handler.path)
-        headers = {name.lower(): value for name, value in handler.headers.items()}
-        entry = LoggedRequest(handler.command, url.path, url.query, headers, 0)
-        with self.lock:
-            self.log.append(entry)
-        try:
-            body = self._read_body(handler, headers, entry)
-            self._route(handler, entry, body)
-        except _Answer as answer:
-            entry.status = answer.status
-            if isinstance(answer.body, dict) and answer.body.get("success") is False:
-                entry.code = answer.body["errors"][0]["code"]
-            self._send(handler, answer.status, answer.body, answer.content_type)
-        except _Dropped:
-            pass
-        except ConnectionError:
-            pass
-        except Exception as error:  # a bug in the fake: tell the test instead of hanging
-            entry.status = 500
-            self.internal_errors.append(f"{entry.method} {entry.path}: {error!r}")
-            self._send(handler, 500, {"error": "internal"}, "application/json")
+    def new_entry(self, method: str, path: str, query: str, headers: dict[str, str]) -> Any:
+        return LoggedRequest(method, path, query, headers)
 
-    def _read_body(self, handler: _Handler, headers: dict[str, str], entry: LoggedRequest) -> bytes:
-        length = int(headers.get("content-length") or 0)
-        entry.body_length = length
-        if length > BODY_LIMIT:
-            remaining = length
-            while remaining > 0:
-                chunk = handler.rfile.read(min(remaining, READ_CHUNK))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            raise _Answer(413, b"<html><body>413 Request Entity Too Large</body></html>",
-                          "text/html")  # fmt: skip
-        return handler.rfile.read(length) if length else b""
+    def logged_error(self, entry: LoggedRequest, error: HTTPError) -> None:
+        if isinstance(error.body, dict) and error.body.get("success") is False:
+            entry.code = error.body["errors"][0]["code"]
 
-    def _send(self, handler: _Handler, status: int, body: Any, content_type: str) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+    def oversized(self, length: int) -> bytes:
+        raise _answer(413, b"<html><body>413 Request Entity Too Large</body></html>", "text/html")
 
-    def _route(self, handler: _Handler, request: LoggedRequest, body: bytes) -> None:
+    def server_error(self, status: int) -> HTTPError:
+        return _answer(status, b"<html>Bad Gateway</html>", "text/html")
+
+    def route(
+        self, handler: fake_service.ServiceHandler, request: LoggedRequest, body: bytes
+    ) -> None:
         path, method = request.path, request.method
         if "//" in path:
-            raise _Answer(404, b"double slash", "text/plain")
+            raise _answer(404, b"double slash", "text/plain")
         rule = self.faults.take(method, path)
+        rule = self.common_fault(handler, rule)
+        if rule is not None and rule.kind == "expire":
+            self.expire_token()
+            rule = None
         if rule is not None:
-            if rule.kind == "hang_up":
-                _hang_up(handler)
-            if rule.kind == "expire":
-                self.expire_token()
-                rule = None
-        if rule is not None:
-            if rule.kind == "status":
-                raise _Answer(rule.params["status"], b"<html>Bad Gateway</html>", "text/html")
             code = rule.params["code"]
             if code in ("601", "602") or not path.startswith("/identity"):
                 raise marketo_error(code, rule.params.get("message") or MESSAGES.get(code, "Error"))
         if path == "/identity/oauth/token" and method in ("GET", "POST"):
-            raise _Answer(200, self._identity(request))
+            raise _answer(200, self._identity(request))
         if not path.startswith("/bulk/v1/"):
-            raise _Answer(404, b"<html>Not Found</html>", "text/html")
+            raise _answer(404, b"<html>Not Found</html>", "text/html")
         self._authorize(request)
         if path == "/bulk/v1/leads.json" and method == "POST":
-            raise _Answer(200, self._create(request, body))
+            raise _answer(200, self._create(request, body))
         match = re.fullmatch(r"/bulk/v1/leads/batch/([0-9]+)(?:/(failures|warnings))?\.json", path)
         if match is None or method != "GET":
-            raise _Answer(404, b"<html>Not Found</html>", "text/html")
+            raise _answer(404, b"<html>Not Found</html>", "text/html")
         batch = self.batches.get(int(match.group(1)))
         if batch is None:
             raise marketo_error("1013", "Object not found")
         if match.group(2) is None:
-            raise _Answer(200, self._status(batch))
+            raise _answer(200, self._status(batch))
         raise self._rows_file(batch, match.group(2))
 
     # -- identity --
@@ -458,9 +306,9 @@ class FakeMarketo:
         given = {name: (params.get(name) or [""])[0] for name in
                  ("grant_type", "client_id", "client_secret")}  # fmt: skip
         if given["grant_type"] != "client_credentials":
-            raise _Answer(400, {"error": "invalid_request", "error_description": "bad grant"})
+            raise _answer(400, {"error": "invalid_request", "error_description": "bad grant"})
         if given["client_id"] != self.client_id or given["client_secret"] != self.client_secret:
-            raise _Answer(401, {"error": "invalid_client",
+            raise _answer(401, {"error": "invalid_client",
                                 "error_description": "Bad client credentials"})  # fmt: skip
         with self.lock:
             now = time.monotonic()
@@ -511,13 +359,7 @@ class FakeMarketo:
         content_type = request.header("content-type") or ""
         if not content_type.startswith("multipart/form-data"):
             raise marketo_error("612", "Invalid Content Type")
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + body
-        )
-        data = None
-        for part in message.iter_parts():
-            if part.get_param("name", header="content-disposition") == "file":
-                data = part.get_payload(decode=True)
+        data = (fake_service.form_parts(content_type, body) or {}).get("file")
         if data is None:
             raise marketo_error("613", "Invalid Multipart Request")
         text = data.decode("utf-8")
@@ -611,10 +453,10 @@ class FakeMarketo:
                 return f"Value for field '{name}' exceeds max length {STRING_LIMIT}"
         return None
 
-    def _rows_file(self, batch: Batch, kind: str) -> _Answer:
+    def _rows_file(self, batch: Batch, kind: str) -> HTTPError:
         rows = batch.failures if kind == "failures" else batch.warnings
         if batch.status != "Complete" or not rows or kind in self.missing_files:
-            return _Answer(404, {"error": "no file"})
+            return _answer(404, {"error": "no file"})
         title = "Import Failure Reason" if kind == "failures" else "Import Warning Reason"
         out = io.StringIO()
         # CRLF line ends: a cell holding a CR is then quoted too (and the reader is exercised
@@ -622,15 +464,7 @@ class FakeMarketo:
         writer = csv.writer(out, delimiter=DELIMITERS[batch.format], lineterminator="\r\n")
         writer.writerow([*batch.header, title])
         writer.writerows(rows)
-        return _Answer(200, out.getvalue().encode(), "text/plain;charset=UTF-8")
-
-
-def _hang_up(handler: _Handler) -> NoReturn:
-    handler.wfile.flush()
-    handler.close_connection = True
-    with contextlib.suppress(OSError):
-        handler.connection.shutdown(socket.SHUT_RDWR)
-    raise _Dropped
+        return _answer(200, out.getvalue().encode(), "text/plain;charset=UTF-8")
 
 
 def main() -> None:

@@ -40,21 +40,21 @@ in `server.log`; a token in a query string is a server error that `check()` rais
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import json
 import random
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NoReturn
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+from tests import fake_service
+from tests.fake_service import HTTPError, LoggedRequest
 
 MAX_UPLOAD = 100_000_000  # raw bytes per job (150 MB once base64-encoded, CRM.md §2.3)
 MIN_VERSION = 41.0  # Bulk API 2.0 ingest exists since v41.0
@@ -63,7 +63,6 @@ ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 NULL = "#N/A"
-READ_CHUNK = 64 * 1024
 
 # field -> maximum length (0: none); the standard fields' lengths are Salesforce's.
 CONTACT_FIELDS = {
@@ -141,26 +140,6 @@ class SObject:
 
 
 @dataclass
-class LoggedRequest:
-    """One request as the server received it; header names are lower-case."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-    def raw(self) -> bytes:
-        """Everything the client sent, for 'this secret never appears here' assertions."""
-        head = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
-        return f"{self.method} {self.path}?{self.query}\n{head}\n".encode() + self.body
-
-
-@dataclass
 class Job:
     id: str
     object: str
@@ -217,44 +196,15 @@ class Job:
 # --- faults ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Rule:
-    kind: str
-    remaining: int | None
-    method: str | None
-    path: str | None
-    params: dict[str, Any]
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        return self.path is None or re.search(self.path, path) is not None
-
-
-class Faults:
+class Faults(fake_service.Faults):
     """Faults a test switches on; each applies to the next COUNT matching requests (a regular
     expression searched in the path, and a method), in order; count=None lasts until clear()."""
 
+    server_error_status = 503
+
     def __init__(self, lock: threading.RLock) -> None:
-        self._lock = lock
-        self._rules: list[_Rule] = []
+        super().__init__(lock)
         self.failing_jobs: list[tuple[str, int]] = []
-
-    def server_errors(
-        self,
-        count: int | None = 1,
-        *,
-        status: int = 503,
-        method: str | None = None,
-        path: str | None = None,
-    ) -> None:
-        self._add("status", count, method, path, status=status)
-
-    def hang_up(
-        self, count: int | None = 1, *, method: str | None = None, path: str | None = None
-    ) -> None:
-        """Close the connection without answering (the request was read, maybe applied)."""
-        self._add("hang_up", count, method, path)
 
     def request_limit(
         self,
@@ -268,7 +218,7 @@ class Faults:
         """403 REQUEST_LIMIT_EXCEEDED: the org's concurrent long-request limit, or with
         `daily` its rolling 24-hour API request allocation (TotalRequests); once AFTER matching
         requests have been answered."""
-        self._add("limit", count, method, path, daily=daily, after=after)
+        self._add("limit", count, path, method, after, daily=daily)
 
     def stall(
         self,
@@ -280,20 +230,20 @@ class Faults:
     ) -> None:
         """Hold the next matching requests for SECONDS before answering them (a slow upload);
         `server.stalled` is set when one starts waiting."""
-        self._add("stall", count, method, path, seconds=seconds)
+        self._add("stall", count, path, method, seconds=seconds)
 
     def echo_credentials(
         self, count: int | None = 1, *, method: str | None = None, path: str | None = None
     ) -> None:
         """Answer 400 with an error that quotes the Authorization header and the body, as a
         careless proxy does."""
-        self._add("echo", count, method, path)
+        self._add("echo", count, path, method)
 
     def expire_session(
         self, count: int | None = 1, *, method: str | None = None, path: str | None = None
     ) -> None:
         """End every session just before the next matching request is read (it gets 401)."""
-        self._add("expire", count, method, path)
+        self._add("expire", count, path, method)
 
     def fail_next_job(
         self, message: str = "InternalServerError : internal error", *, processed: int = 0
@@ -305,58 +255,16 @@ class Faults:
 
     def clear(self) -> None:
         with self._lock:
-            self._rules.clear()
+            super().clear()
             self.failing_jobs.clear()
 
-    def _add(
-        self, kind: str, count: int | None, method: str | None, path: str | None, **params: Any
-    ) -> None:
-        with self._lock:
-            self._rules.append(_Rule(kind, count, method, path, params))
-
-    def take(self, method: str, path: str) -> _Rule | None:
-        with self._lock:
-            for rule in self._rules:
-                if rule.matches(method, path):
-                    if rule.params.get("after"):
-                        rule.params["after"] -= 1
-                        continue
-                    if rule.remaining is not None:
-                        rule.remaining -= 1
-                        if rule.remaining <= 0:
-                            self._rules.remove(rule)
-                    return rule
-        return None
+    def matches(self, rule: fake_service.FaultRule, method: str, path: str) -> bool:
+        if rule.method is not None and rule.method != method:
+            return False
+        return rule.path is None or re.search(rule.path, path) is not None
 
 
-# --- HTTP plumbing ---------------------------------------------------------------------------
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    app: FakeSalesforce
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self.server.app.dispatch(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
+# --- errors ----------------------------------------------------------------------------------
 
 
 def api_error(status: int, code: str, message: str) -> HTTPError:
@@ -364,22 +272,10 @@ def api_error(status: int, code: str, message: str) -> HTTPError:
     return HTTPError(status, [{"errorCode": code, "message": message}])
 
 
-class _Dropped(Exception):
-    pass
-
-
-def _hang_up(handler: _Handler) -> NoReturn:
-    handler.wfile.flush()
-    handler.close_connection = True
-    with contextlib.suppress(OSError):
-        handler.connection.shutdown(socket.SHUT_RDWR)
-    raise _Dropped
-
-
 # --- the org ---------------------------------------------------------------------------------
 
 
-class FakeSalesforce:
+class FakeSalesforce(fake_service.FakeService):
     """A Salesforce org behind a real HTTP server on 127.0.0.1 (a random free port).
 
     State: `objects` (name -> SObject with its records), `jobs`. Knobs: `timeline` (states a
@@ -388,6 +284,10 @@ class FakeSalesforce:
     jobs left Open; `requests()` filters the log.
     """
 
+    title = "fake Salesforce"
+    json_content_type = "application/json;charset=UTF-8"
+    internal_error_body: ClassVar[Any] = [{"errorCode": "UNKNOWN_EXCEPTION", "message": "bug"}]
+
     def __init__(
         self,
         *,
@@ -395,15 +295,11 @@ class FakeSalesforce:
         client_secret: str = "sfS3cr3t-ndpipe-test-consumer-secret-do-not-print",
         seed: int = 7,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
+        super().__init__(client_id=client_id, client_secret=client_secret)
         self.timeline = ["UploadComplete", "InProgress"]
         self.max_upload = MAX_UPLOAD
         self.instance_url: str | None = None  # what the token answer names, if not base_url
-        self.lock = threading.RLock()
         self.faults = Faults(self.lock)
-        self.log: list[LoggedRequest] = []
-        self.internal_errors: list[str] = []
         self.tokens: set[str] = set()
         self.tokens_issued = 0
         self.jobs: dict[str, Job] = {}
@@ -425,34 +321,11 @@ class FakeSalesforce:
             external_ids=("Auth0_User_Id__c", "Email"),
             prefix="00Q",
         )
-        self._http: _HTTPServer | None = None
-
-    # -- lifecycle --
-
-    def start(self) -> FakeSalesforce:
-        self._http = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.app = self
-        thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-
-    def __enter__(self) -> FakeSalesforce:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """The org's My Domain URL, as a test passes it to --instance-url."""
-        assert self._http is not None, "server not started"
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     # -- set-up and inspection --
 
@@ -492,90 +365,50 @@ class FakeSalesforce:
         with self.lock:
             return [job for job in self.jobs.values() if job.state == "Open"]
 
-    def requests(self, method: str | None = None, path: str = "") -> list[LoggedRequest]:
-        with self.lock:
-            return [
-                request
-                for request in self.log
-                if (method is None or request.method == method) and path in request.path
-            ]
+    def path_matches(self, request: LoggedRequest, path: str) -> bool:
+        return path in request.path  # `requests("PATCH", "/jobs/ingest/")`
 
-    def check(self) -> None:
-        """Raise if a request crashed the server (a bug here, not in the client)."""
-        if self.internal_errors:
-            raise AssertionError("fake Salesforce errors:\n" + "\n".join(self.internal_errors))
+    def secrets(self) -> set[str]:
+        with self.lock:
+            return {self.client_secret, *self.tokens}
 
     def _id(self, prefix: str, length: int) -> str:
         return prefix + "".join(self._random.choice(ID_ALPHABET) for _ in range(length))
 
     # -- dispatch --
 
-    def dispatch(self, handler: _Handler) -> None:
-        url = urlsplit(handler.path)
-        headers = {name.lower(): value for name, value in handler.headers.items()}
-        entry = LoggedRequest(handler.command, url.path, url.query, headers, b"")
-        with self.lock:
-            self.log.append(entry)
-        try:
-            entry.body = self._read_body(handler, headers)
-            self._route(handler, entry)
-        except HTTPError as error:
-            entry.status = error.status
-            self._send(handler, error.status, error.body, error.headers)
-        except (_Dropped, ConnectionError):
-            pass
-        except Exception as error:  # a server bug: report it to the test instead of hanging
-            entry.status = 500
-            self.internal_errors.append(f"{entry.method} {entry.path}: {error!r}")
-            self._send(handler, 500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "bug"}])
-
-    def _read_body(self, handler: _Handler, headers: dict[str, str]) -> bytes:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+    def read_body(self, handler: fake_service.ServiceHandler, entry: LoggedRequest) -> bytes:
+        if "chunked" in (entry.header("transfer-encoding") or "").lower():
             handler.close_connection = True
             raise api_error(411, "LENGTH_REQUIRED", "Content-Length is required")
-        length = int(headers.get("content-length") or 0)
-        if length > self.max_upload:
-            # Read and dropped, so that the client gets the answer instead of a reset.
-            remaining = length
-            while remaining > 0:
-                chunk = handler.rfile.read(min(remaining, READ_CHUNK))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            raise api_error(
-                413,
-                "REQUEST_TOO_LARGE",
-                f"The upload of {length} bytes exceeds the limit of {self.max_upload} bytes",
-            )
-        return handler.rfile.read(length) if length else b""
+        return super().read_body(handler, entry)
 
-    def _send(
-        self, handler: _Handler, status: int, body: Any, headers: dict[str, str] | None = None
+    @property
+    def body_limit(self) -> int:  # type: ignore[override]
+        return self.max_upload
+
+    def oversized(self, length: int) -> bytes:
+        raise api_error(
+            413,
+            "REQUEST_TOO_LARGE",
+            f"The upload of {length} bytes exceeds the limit of {self.max_upload} bytes",
+        )
+
+    def server_error(self, status: int) -> HTTPError:
+        page = b"<html><body>Service Unavailable</body></html>"
+        return HTTPError(status, page, {"Content-Type": "text/html"})
+
+    def route(
+        self, handler: fake_service.ServiceHandler, request: LoggedRequest, body: bytes
     ) -> None:
-        headers = dict(headers or {})
-        if isinstance(body, bytes):
-            data = body
-        elif body is None:
-            data = b""
-        else:
-            data = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json;charset=UTF-8")
-        handler.send_response(status)
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def _route(self, handler: _Handler, request: LoggedRequest) -> None:
         path, method = request.path, request.method
         if "access_token" in request.query or "token" in request.query.lower():
             raise AssertionError("a token was sent in a URL")  # becomes an internal error
-        rule = self.faults.take(method, path)
+        rule = self.common_fault(handler, self.faults.take(method, path))
         if rule is not None:
-            self._fault(handler, request, rule)
+            self._fault(request, rule)
         if path == "/services/oauth2/token" and method == "POST":
-            return self._json(handler, request, 200, self._token(request))
+            return self.reply(handler, request, 200, self._token(request))
         match = API_PATH.match(path)
         if match is None:
             raise api_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -588,7 +421,7 @@ class FakeSalesforce:
             raise api_error(404, "NOT_FOUND", "The requested resource does not exist")
         parts = parts[2:]
         if not parts and method == "POST":
-            return self._json(handler, request, 200, self._create(request, version))
+            return self.reply(handler, request, 200, self._create(request, version))
         if not parts:
             raise api_error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
         with self.lock:
@@ -596,21 +429,18 @@ class FakeSalesforce:
         if job is None:
             raise api_error(404, "NOT_FOUND", "The requested resource does not exist")
         if len(parts) == 1 and method == "GET":
-            return self._json(handler, request, 200, self._read(job))
+            return self.reply(handler, request, 200, self._read(job))
         if len(parts) == 1 and method == "PATCH":
-            return self._json(handler, request, 200, self._patch(job, request))
+            return self.reply(handler, request, 200, self._patch(job, request))
         if parts[1:] == ["batches"] and method == "PUT":
             self._upload(job, request)
-            request.status = 201
-            return self._send(handler, 201, None)
+            return self.reply(handler, request, 201, None)
         kinds = ("successfulResults", "failedResults", "unprocessedrecords")
         if len(parts) == 2 and parts[1] in kinds and method == "GET":
             return self._results(handler, request, job, parts[1])
         raise api_error(404, "NOT_FOUND", "The requested resource does not exist")
 
-    def _fault(self, handler: _Handler, request: LoggedRequest, rule: _Rule) -> None:
-        if rule.kind == "hang_up":
-            _hang_up(handler)
+    def _fault(self, request: LoggedRequest, rule: fake_service.FaultRule) -> None:
         if rule.kind == "expire":
             self.expire_tokens()
             return
@@ -619,21 +449,10 @@ class FakeSalesforce:
             time.sleep(rule.params["seconds"])
             return
         if rule.kind == "echo":
-            echoed = (
-                f"Authorization: {request.header('authorization')} in {request.method} "
-                f"{request.path} with body {request.body[:2000].decode(errors='replace')}"
-            )
-            raise api_error(400, "INVALID_FIELD", echoed)
+            raise api_error(400, "INVALID_FIELD", request.echo(body_limit=2000))
         if rule.kind == "limit":
             what = "TotalRequests" if rule.params["daily"] else "ConcurrentPerOrgLongTxn"
             raise api_error(403, "REQUEST_LIMIT_EXCEEDED", f"{what} Limit exceeded.")
-        status = rule.params["status"]
-        page = b"<html><body>Service Unavailable</body></html>"
-        raise HTTPError(status, page, {"Content-Type": "text/html"})
-
-    def _json(self, handler: _Handler, request: LoggedRequest, status: int, body: Any) -> None:
-        request.status = status
-        self._send(handler, status, body)
 
     # -- token --
 
@@ -938,7 +757,9 @@ class FakeSalesforce:
 
     # -- results --
 
-    def _results(self, handler: _Handler, request: LoggedRequest, job: Job, kind: str) -> None:
+    def _results(
+        self, handler: fake_service.ServiceHandler, request: LoggedRequest, job: Job, kind: str
+    ) -> None:
         with self.lock:
             if job.state not in TERMINAL:
                 raise api_error(
@@ -962,8 +783,7 @@ class FakeSalesforce:
         if "gzip" in (request.header("accept-encoding") or ""):
             data = gzip.compress(data, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        request.status = 200
-        self._send(handler, 200, data, headers)
+        self.reply(handler, request, 200, data, headers)
 
 
 def csv_rows(data: bytes) -> list[dict[str, str]]:
