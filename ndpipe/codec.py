@@ -12,6 +12,7 @@ orjson writes them: the shortest text that reads back to the same double.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -102,3 +103,84 @@ def _prepared(value: Any, sort_keys: int, depth: int) -> Any:
             return {key: _prepared(item, sort_keys, depth + 1) for key, item in value.items()}
         return [_prepared(item, sort_keys, depth + 1) for item in value]
     return value
+
+
+# --- decoding only some fields ---------------------------------------------------------------
+#
+# A msgspec decoder of a Struct type skips the fields it does not hold. It still checks the
+# syntax of what it skips (brackets, strings, escapes, surrogate pairs, control characters,
+# the shape of numbers, nesting depth), but not three things the whole decoder refuses: bytes
+# that are not UTF-8 inside skipped strings, numbers beyond the range of a double (`1e400`), and
+# integers of more than INTEGER_DIGITS digits. Lines that may hold one of those are found with a
+# cheap scan (see `numbers_to_check`, `may_hide`) and decoded whole, so that they are refused with
+# the very same error; so is every line the projected decoder refuses.
+
+PROJECTED_ERRORS = (msgspec.DecodeError, RecursionError)
+
+# Digits as '0', signs and exponent marks as 'e', and the bytes that can end a number as \x01.
+# A number beyond the range of a double, or an integer too long, then has an exponent of three
+# digits or more ("e000\x01", "e0000..."), or a run of at least 200 digits (a double overflows
+# with a two-digit exponent only after 209 digits before the point). Digits in strings are never
+# followed by \x01 (a string ends with a quote), and a number of three digits or more matches
+# only with a sign or an exponent before them; so hexadecimal ids, timestamps, counts and
+# coordinates pass the block scan, and the rare line that matches is looked at closer.
+_NUMBER_MASK = bytes.maketrans(b"0123456789+-E,}] \t\r", b"0000000000eee" + b"\x01" * 6)
+_LONG_RUN = b"0" * 200
+# Its literal prefix makes the regex engine look for "e000" only.
+_LONG_EXPONENT = re.compile(rb"e000+\x01")
+
+
+def numbers_to_check(data: bytes) -> bytes | None:
+    """`data` with its number bytes masked, when some number in it may be out of range (a
+    line of it then needs `number_may_overflow`), else None."""
+    masked = data.translate(_NUMBER_MASK)
+    if _LONG_EXPONENT.search(masked) is not None or _LONG_RUN in masked:
+        return masked
+    return None
+
+
+def number_may_overflow(masked_line: bytes) -> bool:
+    """Whether a masked line (see numbers_to_check) may hold a number that is out of range."""
+    return _LONG_RUN in masked_line or _LONG_EXPONENT.search(masked_line) is not None
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Projected:
+    """Decodes JSON objects to dicts of only the given top-level fields, those present.
+
+    `decode(data)` and `decode_lines(block)` give msgspec structs, `build(struct)` the dict.
+    A field that is null stays null; one that is missing is left out (msgspec.UNSET).
+    """
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        self.fields = fields
+        attributes = [f"f{index}" for index in range(len(fields))]
+        struct = msgspec.defstruct(
+            "Projected",
+            [(attribute, Any, msgspec.UNSET) for attribute in attributes],
+            rename=dict(zip(attributes, fields, strict=True)),
+        )
+        decoder = msgspec.json.Decoder(struct)
+        self.decode = decoder.decode
+        self.decode_lines = decoder.decode_lines
+        self.build = _builder(attributes, fields)
+
+
+def _builder(attributes: list[str], fields: tuple[str, ...]) -> Any:
+    """A function from a projected struct to the dict of its set fields, written out in full
+    (a loop over the fields costs about twice as much per record)."""
+    body = ["def build(item):", "    record = {}"]
+    for attribute, name in zip(attributes, fields, strict=True):
+        body.append(f"    value = item.{attribute}")
+        body.append(f"    if value is not UNSET: record[{name!r}] = value")
+    body.append("    return record")
+    namespace: dict[str, Any] = {"UNSET": msgspec.UNSET}
+    exec("\n".join(body), namespace)  # names are repr()'d: only the code above is run
+    return namespace["build"]

@@ -39,13 +39,16 @@ Rows that cannot be read are reported by the physical lines they cover (see `_ro
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import re
 import unicodedata
 import zlib
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from itertools import accumulate, chain, count
+from operator import add
 from typing import Any
 
 from ndpipe import codec
@@ -127,6 +130,67 @@ def formula_risk(text: str) -> bool:
     if visible[:1] not in FORMULA_SIGNS:
         return False
     return _SPREADSHEET_NUMBER.fullmatch(visible) is None
+
+
+# --- the formula rule on many strings at once (csv's batches, in escape-csv then csv) --------
+
+# The characters of the categories in _INVISIBLE in Unicode 14.0.0 (the unicodedata of Python
+# 3.11), as ranges of code points; the tests check them against unicodedata.
+_INVISIBLE_RANGES = {
+    "14.0.0": (
+        (0x0000, 0x0020), (0x007F, 0x00A0), (0x00AD, 0x00AD), (0x0600, 0x0605),
+        (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891),
+        (0x08E2, 0x08E2), (0x1680, 0x1680), (0x180E, 0x180E), (0x2000, 0x200F),
+        (0x2028, 0x202F), (0x205F, 0x2064), (0x2066, 0x206F), (0x3000, 0x3000),
+        (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+        (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ),
+}  # fmt: skip
+
+
+def _unsafe_first_class() -> str:
+    """A regex class of the first characters that can make a string formula text: the signs,
+    tab, CR, NUL and the invisible characters. Under another Unicode version than the table's,
+    every character outside SAFE_FIRST is in it (still a superset: `formula_risk` decides)."""
+    ranges = _INVISIBLE_RANGES.get(unicodedata.unidata_version)
+    if ranges is None:
+        return "[^" + re.escape("".join(sorted(SAFE_FIRST))) + "]"
+    parts = [re.escape(sign) for sign in sorted(FORMULA_SIGNS | ALWAYS_ESCAPED)]
+    parts += [re.escape(chr(low)) + "-" + re.escape(chr(high)) for low, high in ranges]
+    return "[" + "".join(parts) + "]"
+
+
+_UNSAFE_FIRST = _unsafe_first_class()
+_UNSAFE_START = re.compile(_UNSAFE_FIRST)
+# The same for ASCII text, which is scanned faster with a small class.
+_UNSAFE_ASCII = "[" + re.escape("".join(sorted(FORMULA_SIGNS))) + "\\x00-\\x20\\x7f]"
+
+
+@functools.cache
+def _unsafe_after(separator: str, ascii: bool) -> re.Pattern[str]:
+    # Only the separator is matched, so that one text's match cannot hide the next one's.
+    unsafe = _UNSAFE_ASCII if ascii else _UNSAFE_FIRST
+    return re.compile(re.escape(separator) + "(?=" + unsafe + ")")
+
+
+def formula_hits(texts: Sequence[str], joined: str, separator: str) -> list[int]:
+    """The indexes, in order, of the texts that may need a `'` by the formula rule, given
+    `joined` = separator.join(texts): one scan of the joined text finds the texts that start
+    with a sign, tab, CR, NUL or an invisible character (`formula_risk` then says which do).
+
+    Every text that needs the `'` is among them; a text holding the separator may be named
+    when it needs nothing, and so may an empty one unless the separator is a character that
+    needs no `'` (csv joins with one).
+    """
+    hits = [0] if texts and _UNSAFE_START.match(joined) else []
+    found = [match.start() for match in _unsafe_after(separator, joined.isascii()).finditer(joined)]
+    if not found:
+        return hits
+    # Where each text ends in `joined`: the offset of the separator after it.
+    ends = list(map(add, accumulate(map(len, texts)), count()))
+    hits += [bisect_right(ends, offset) for offset in found]
+    return sorted(set(hits))
 
 
 def header_cell(name: str) -> str:

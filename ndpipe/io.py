@@ -7,19 +7,20 @@ or item by item (JSON arrays, through ijson's C backend), and output is written 
 
 from __future__ import annotations
 
-import functools
 import io
-import re
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from ndpipe import codec
 from ndpipe.errors import DataError, OutputError, RecordError, UsageError
 from ndpipe.output import AtomicFile
+
+if TYPE_CHECKING:
+    from ndpipe.projection import Projection
 
 Record = dict[str, Any]
 Records = Iterator[Record]
@@ -480,15 +481,27 @@ def _blocks(stream: BinaryIO, name: str) -> Iterator[bytes]:
 
 
 def read_ndjson(
-    stream: BinaryIO, position: Position, policy: ErrorPolicy, first_line: int = 1
+    stream: BinaryIO,
+    position: Position,
+    policy: ErrorPolicy,
+    first_line: int = 1,
+    projection: Projection | None = None,
 ) -> Records:
     """One JSON object per line; blank lines are skipped; CRLF is fine (JSON whitespace).
 
-    Numbers are exact (see ndpipe.codec).
+    Numbers are exact (see ndpipe.codec). With a `projection`, records hold only its fields
+    (see ndpipe.projection); what is read, refused and reported stays the same.
     """
-    decode = codec.decode
-    errors = codec.DECODE_ERRORS
-    name = position.name
+    if projection is not None:
+        return _read_projected(stream, position, policy, first_line, projection)
+    return _read_whole(stream, position, policy, first_line)
+
+
+def _block_lines(
+    stream: BinaryIO, name: str, first_line: int
+) -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """Each block of whole lines as (the number of the line before it, the block, its lines);
+    a read error names the last line read."""
     number = first_line - 1
     blocks = _blocks(stream, name)
     while True:
@@ -502,6 +515,17 @@ def read_ndjson(
         lines = block.split(b"\n")
         if not lines[-1]:
             lines.pop()
+        yield number, block, lines
+        number += len(lines)
+
+
+def _read_whole(
+    stream: BinaryIO, position: Position, policy: ErrorPolicy, first_line: int
+) -> Records:
+    decode = codec.decode
+    errors = codec.DECODE_ERRORS
+    name = position.name
+    for number, _, lines in _block_lines(stream, name, first_line):
         for line in lines:
             number += 1
             try:
@@ -527,203 +551,84 @@ def read_ndjson(
             yield record
 
 
-class _ArrayScanner:
-    """Finds the items of a top-level JSON array in a byte stream without decoding them.
-
-    Each item's bytes are then decoded by the same decoder as an NDJSON line, so both readers
-    accept, refuse and carry numbers alike. An item is found the fast way when it is alone on
-    its line (as to-json-array writes arrays), else by counting brackets outside strings.
-    """
-
-    def __init__(self, stream: BinaryIO, name: str) -> None:
-        self.stream = stream
-        self.read = stream.read1 if hasattr(stream, "read1") else stream.read  # see _blocks
-        self.name = name
-        self.buffer = b""
-        self.at = 0
-        self.ended = False
-        self.line_mode = True
-
-    def more(self, keep: int) -> int:
-        """Read more input, dropping the bytes before `keep`; returns how far indexes moved."""
-        if self.ended:
-            return -1
-        try:
-            chunk = self.read(READ_BLOCK_BYTES)
-        except (OSError, EOFError, zlib.error) as error:
-            raise read_failure(error, self.name) from None
-        if not chunk:
-            self.ended = True
-            return -1
-        self.buffer = self.buffer[keep:] + chunk
-        self.at -= keep
-        return keep
-
-    def next_byte(self) -> int:
-        """The next byte that is not JSON white space (without consuming it), or -1 at the end."""
-        while True:
-            match = _pattern("white space").match(self.buffer, self.at)
-            self.at = match.end() if match else self.at
-            if self.at < len(self.buffer):
-                return self.buffer[self.at]
-            if self.more(self.at) < 0:
-                return -1
-
-    def item(self) -> tuple[bytes, Any]:
-        """The bytes of the value that starts at the current position, and the value when it is
-        already decoded (else NOT_DECODED); moves past it."""
-        first = self.buffer[self.at]
-        if first in b"{[" and self.line_mode:
-            found = self._alone_on_line()
-            if found is not None:
-                return found
-        if first in b"{[":
-            return self._bracketed(), NOT_DECODED
-        pattern = _pattern("string" if first == 34 else "scalar")
-        while True:
-            match = pattern.match(self.buffer, self.at)
-            end = match.end() if match else self.at
-            if end < len(self.buffer) or self.more(self.at) < 0:
-                break
-        item, self.at = self.buffer[self.at : max(end, self.at + 1)], max(end, self.at + 1)
-        return item, NOT_DECODED
-
-    def _alone_on_line(self) -> tuple[bytes, Any] | None:
-        start = self.at
-        line_end = self.buffer.find(b"\n", start)
-        if line_end < 0:
-            return None
-        end = line_end
-        while end > start and self.buffer[end - 1] in _JSON_WHITE_SPACE:
-            end -= 1
-        if end > start and self.buffer[end - 1] in b",]":
-            end -= 1
-        candidate = self.buffer[start:end]
-        try:
-            value = codec.decode(candidate)
-        except codec.DECODE_ERRORS:
-            self.line_mode = False
-            return None
-        # A complete value that fills the line up to a separator: values end where they end,
-        # so this is the item (the separator is read next).
-        self.at = end
-        return candidate, value
-
-    def _bracketed(self) -> bytes:
-        start = self.at
-        depth = 0
-        scan = start
-        while True:
-            match = _pattern("up to bracket").match(self.buffer, scan)
-            end = match.end() if match else scan
-            if end >= len(self.buffer) or self.buffer[end] == 34:  # need more, or a cut string
-                moved = self.more(start)
-                if moved < 0:
-                    raise DataError("the input ends inside an item")
-                start -= moved
-                scan -= moved
-                continue
-            byte = self.buffer[end]
-            depth += 1 if byte in b"{[" else -1
-            scan = end + 1
-            if depth == 0:
-                self.at = scan
-                return self.buffer[start:scan]
-
-
-# What the scanner gives for an item it has not decoded.
-NOT_DECODED = object()
-
-
-# JSON white space, a string (quote to quote, escapes skipped), a scalar (up to a separator),
-# and everything up to the next bracket that is not inside a string.
-# (Compiled on first use: most runs read no array.)
-@functools.cache
-def _pattern(name: str) -> re.Pattern[bytes]:
-    return re.compile(_PATTERNS[name], re.DOTALL)
-
-
-_PATTERNS = {
-    "white space": rb"[ \t\r\n]+",
-    "string": rb'"[^"\\]*(?:\\.[^"\\]*)*"',
-    "scalar": rb"[^,\]\s]+",
-    "up to bracket": rb'[^"{}\[\]]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]]*)*',
-}
-
-
-def read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
-    """Items of a top-level JSON array (see _read_json_array); a failure to read the input
-    itself names the last record read."""
+def _whole_line(line: bytes, where: str, policy: ErrorPolicy) -> Record | None:
+    """A line decoded whole, exactly as _read_whole does; None for a blank or skipped line."""
     try:
-        yield from _read_json_array(stream, position, policy)
-    except ReadError as error:
-        error.message += f", after record {position.number}"
-        raise
+        record = codec.decode(line)
+    except codec.DECODE_ERRORS as error:
+        if not line.strip(_JSON_WHITE_SPACE):
+            return None
+        bad = decode_error(line, error)
+        bad.where = where
+        policy.bad_line(bad)
+        return None
+    if type(record) is not dict:
+        policy.bad_line(
+            DataError(
+                f"expected a JSON object, got {_describe(record)}{_excerpt(line, None)}",
+                where=where,
+            )
+        )
+        return None
+    return record
 
 
-def _read_json_array(stream: BinaryIO, position: Position, policy: ErrorPolicy) -> Records:
-    """Items of a top-level JSON array, one at a time: never the whole array.
-
-    Each item is decoded as an NDJSON line is, so numbers are exact and bad text is refused
-    alike; an item that does not decode can be skipped with the skip policy, since its end is
-    known. A broken array (a missing comma or bracket) cannot be read past, so it always fails.
-    """
-    position.unit = "record"
+def _read_projected(
+    stream: BinaryIO,
+    position: Position,
+    policy: ErrorPolicy,
+    first_line: int,
+    projection: Projection,
+) -> Records:
+    """read_ndjson with a projection: a block of lines at a time, its lines decoded by the
+    projected decoder when nothing in the block can hide from it (see ndpipe.codec), each
+    doubtful line decoded whole, so errors and their messages are those of _read_whole."""
+    projected = codec.Projected(projection.fields)
+    decode = projected.decode
+    build = projected.build
+    failures = codec.PROJECTED_ERRORS
+    is_utf8 = codec.is_utf8
+    may_overflow = codec.number_may_overflow
     name = position.name
-    scanner = _ArrayScanner(stream, name)
-    decode = codec.decode
-    number = 0
-
-    def broken(reason: str) -> DataError:
-        return DataError(f"invalid JSON array after record {number}: {reason}", where=name)
-
-    if scanner.next_byte() != ord("["):
-        raise broken("it does not start with [")
-    scanner.at += 1
-    if scanner.next_byte() == ord("]"):
-        scanner.at += 1
-    else:
-        while True:
-            if scanner.next_byte() < 0:
-                raise broken("the input ends before the closing ]")
-            try:
-                raw, record = scanner.item()
-            except ReadError:
-                raise
-            except DataError as error:
-                raise broken(error.message) from None
+    for number, block, lines in _block_lines(stream, name, first_line):
+        whole = projection.whole_now()
+        masked = None if whole else codec.numbers_to_check(block)
+        doubtful = masked.split(b"\n") if masked is not None else None
+        ascii = block.isascii()
+        for index, line in enumerate(lines):
             number += 1
-            where = f"{name}: record {number}"
-            if record is NOT_DECODED:
+            record = None
+            if (
+                not whole
+                and (doubtful is None or not may_overflow(doubtful[index]))
+                and (ascii or line.isascii() or is_utf8(line))
+            ):
                 try:
-                    record = decode(raw)
-                except codec.DECODE_ERRORS as error:
-                    bad = decode_error(raw, error)
-                    bad.where = where
-                    policy.bad_line(bad)
+                    record = build(decode(line))
+                except failures:
                     record = None
-            if record is not None and type(record) is not dict:
-                policy.bad_line(
-                    DataError(f"expected a JSON object, got {_describe(record)}", where=where)
-                )
-            elif record is not None:
-                position.number = number
-                position.record = record
-                # An item copied as read must be one line of NDJSON.
-                position.raw = raw if b"\n" not in raw and b"\r" not in raw else b""
-                yield record
-            separator = scanner.next_byte()
-            if separator == ord(","):
-                scanner.at += 1
-                continue
-            if separator == ord("]"):
-                scanner.at += 1
-                break
-            if separator < 0:
-                raise broken("the input ends before the closing ]")
-            raise broken(f"expected , or ] but found {chr(separator)!r}")
-    if scanner.next_byte() >= 0:
-        raise broken("more data follows the closing ]")
+            if record is None:
+                record = _whole_line(line, f"{name}:{number}", policy)
+                if record is None:
+                    continue
+            position.number = number
+            position.record = record
+            position.raw = line
+            yield record
+
+
+def read_json_array(
+    stream: BinaryIO,
+    position: Position,
+    policy: ErrorPolicy,
+    projection: Projection | None = None,
+) -> Records:
+    """Items of a top-level JSON array, one at a time: never the whole array (see ndpipe.arrays).
+
+    With a `projection`, records hold only its fields where that is sure, as read_ndjson's."""
+    from ndpipe import arrays  # arrays builds on this module
+
+    return arrays.read_json_array(stream, position, policy, projection=projection)
 
 
 Reader = Callable[[io.BufferedReader, Position, ErrorPolicy], Records]
@@ -734,14 +639,16 @@ def read_records(
     policy: ErrorPolicy,
     position: Position | None = None,
     other: Reader | None = None,
+    projection: Projection | None = None,
 ) -> Records:
     """Records from a path or '-': NDJSON or a JSON array, gzip or not, sniffed from the bytes.
 
     `other` reads input that is neither (fetch passes the CSV reader); without it such input
-    is read as NDJSON, so the first bad line gets the usual clear error.
+    is read as NDJSON, so the first bad line gets the usual clear error. `projection`: NDJSON
+    and array records hold only its fields (see ndpipe.projection); CSV gives whole records.
     """
     stream, name = open_input(path)
-    return read_stream(stream, name, policy, position, other)
+    return read_stream(stream, name, policy, position, other, projection)
 
 
 def read_stream(
@@ -750,6 +657,7 @@ def read_stream(
     policy: ErrorPolicy,
     position: Position | None = None,
     other: Reader | None = None,
+    projection: Projection | None = None,
 ) -> Records:
     """Records from an open binary stream (a file, stdin, a download), as `read_records`.
 
@@ -761,10 +669,10 @@ def read_stream(
         position.name = name
     sniffed = sniff(stream, name)
     if sniffed.kind == "array":
-        return read_json_array(sniffed.stream, position, policy)
+        return read_json_array(sniffed.stream, position, policy, projection)
     if sniffed.kind == "other" and other is not None:
         return other(sniffed.stream, position, policy)
-    return read_ndjson(sniffed.stream, position, policy, sniffed.lines_skipped + 1)
+    return read_ndjson(sniffed.stream, position, policy, sniffed.lines_skipped + 1, projection)
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from ndpipe import output
+from ndpipe import output, projection
 from ndpipe.errors import EXIT_OK, DataError, NdpipeError, UsageError
 from ndpipe.io import Encoder, ErrorPolicy, Position, Records, encoder, read_records, write_ndjson
 from ndpipe.text import plural as plural  # re-exported: messages everywhere import it from here
@@ -46,8 +46,9 @@ class Stage:
     finish: Callable[[], int | None] | None = None
     on_error: str = "fail"
     notes: list[str] = field(default_factory=list)
-    # The transform yields each record as it receives it, untouched and at once (filter, head,
-    # dedupe), so its output can be the input lines as read, not encoded again.
+    # The transform yields the records it receives untouched (filter, head, dedupe at once; sort
+    # and sample later, pointing the position back at each: see takes_position), so its output
+    # can be the input lines as read, not encoded again.
     preserves: bool = False
     takes_policy: bool = False
     # Files the stage reads, and files it writes as (label, path): checked against each other
@@ -63,6 +64,15 @@ class Stage:
     # line (position.raw) and, as it yields a record, point the position back at that record,
     # its line and its number, so the writer copies the line and errors name it.
     takes_position: bool = False
+    # The transform yields new records built from what it reads (select): for projection
+    # pushdown, the stages after it read those, not the reader's records.
+    builds: bool = False
+    # Work a sink right after this stage may do in its place, faster: escape-csv's default
+    # style offers "formula-escape", which csv does column-wise on its batches.
+    offers: str | None = None
+    # A sink's answer to the offer of the stage before it: True when it takes the work over
+    # (and will do it); that stage's transform is then skipped, its name still labels errors.
+    absorbs: Callable[[str], bool] | None = None
 
 
 def warn(command: str, message: str) -> None:
@@ -114,11 +124,16 @@ def compose(stages: list[Stage], position: Position, policy: ErrorPolicy) -> Rec
         records: Records = _named(first.source(policy, position), first.name)
         rest = stages[1:]
     else:
-        records = read_records("-", policy, position)
+        # Decode only the fields the stages read, when that is sure (see ndpipe.projection).
+        records = read_records("-", policy, position, projection=projection.plan(stages))
         rest = stages
     untouched = True
+    taken = _taken_over(stages)
     for stage in rest:
-        if stage.transform is not None:
+        if stage is taken:
+            records = _named(records, stage.name)
+            untouched = False
+        elif stage.transform is not None:
             options: dict[str, Any] = {}
             if stage.takes_policy:
                 options["policy"] = policy
@@ -127,6 +142,16 @@ def compose(stages: list[Stage], position: Position, policy: ErrorPolicy) -> Rec
             records = _named(stage.transform(records, **options), stage.name)
             untouched = untouched and stage.preserves
     return records
+
+
+def _taken_over(stages: list[Stage]) -> Stage | None:
+    """The stage whose work the sink after it does itself (csv escaping for escape-csv)."""
+    if len(stages) < 2:
+        return None
+    before, last = stages[-2], stages[-1]
+    if before.offers is None or last.absorbs is None or not last.absorbs(before.offers):
+        return None
+    return before
 
 
 def run(stages: list[Stage], out: BinaryIO) -> int:

@@ -9,7 +9,7 @@ import click
 from ndpipe.commands import usage, verb
 from ndpipe.errors import EXIT_DATA, EXIT_OK, UsageError
 from ndpipe.io import Encoder, Position, Records
-from ndpipe.ops.csv import Dropped, csv, parse_columns, parse_delimiter, write_lines
+from ndpipe.ops.csv import Dropped, csv_batches, parse_columns, parse_delimiter, write_batches
 from ndpipe.pipeline import Stage, warn
 
 
@@ -99,12 +99,20 @@ def command(
         delimiter = "\t"
     dropped = Dropped()
     lines = partial(
-        csv, columns=columns, delimiter=delimiter, header=not no_header, strict=strict,
+        csv_batches, columns=columns, delimiter=delimiter, header=not no_header, strict=strict,
         dropped=dropped,
     )  # fmt: skip
 
+    # In a chain `escape-csv then csv`, csv escapes the cells itself, column-wise.
+    escaping = []
+
+    def absorbs(work: str) -> bool:
+        escaping.append(work == "formula-escape")
+        return escaping[-1]
+
     def sink(records: Records, out: BinaryIO, encode: Encoder, position: Position) -> None:
-        write_lines(lines(records), out, line_end="\r\n" if crlf else "\n", bom=bom)
+        batches = lines(records, position=position, escape=any(escaping))
+        write_batches(batches, out, line_end="\r\n" if crlf else "\n", bom=bom)
 
     def finish() -> int:
         if dropped.records and columns is None:
@@ -122,4 +130,4 @@ def command(
                 return EXIT_DATA
         return EXIT_OK
 
-    return Stage("csv", sink=sink, finish=finish, on_error=on_error)
+    return Stage("csv", sink=sink, finish=finish, on_error=on_error, absorbs=absorbs)

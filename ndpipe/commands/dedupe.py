@@ -74,6 +74,7 @@ def command(keys: list[Expression], ignore_case: bool, dups: str | None, on_erro
         finish=finish,
         on_error=on_error,
         preserves=True,
+        reads=None if dups else [*keys, unset],  # --dups writes whole records
         takes_policy=True,
         outputs=[("--dups", dups)] if dups else [],
     )

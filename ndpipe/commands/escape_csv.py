@@ -59,5 +59,9 @@ def command(style: str, unescape: bool, on_error: str) -> Stage:
         if source is not click.core.ParameterSource.DEFAULT:
             raise click.UsageError("--unescape undoes escaping; it cannot be combined with --style")
     return Stage(
-        "escape-csv", transform=partial(escape_csv, style=style, undo=unescape), on_error=on_error
+        "escape-csv",
+        transform=partial(escape_csv, style=style, undo=unescape),
+        on_error=on_error,
+        # csv right after does the default style itself, column-wise (ndpipe.ops.csv).
+        offers="formula-escape" if style == "formula" and not unescape else None,
     )

@@ -30,4 +30,5 @@ def command(expression: Expression, on_error: str) -> Stage:
         on_error=on_error,
         takes_policy=True,
         preserves=True,
+        reads=[expression],
     )

@@ -25,4 +25,6 @@ def command(count: int, on_error: str) -> Stage:
     Example:
       ndpipe fetch fixtures/users.json.gz | ndpipe head -n 3
     """
-    return Stage("head", transform=partial(head, count=count), on_error=on_error, preserves=True)
+    return Stage(
+        "head", transform=partial(head, count=count), on_error=on_error, preserves=True, reads=[]
+    )

@@ -38,4 +38,12 @@ def command(count: int, seed: int | None, on_error: str) -> Stage:
       ndpipe sample -n 5 --seed 42 < fixtures/users.ndjson
       ndpipe fetch fixtures/users.json.gz | ndpipe sample -n 3 | ndpipe select email
     """
-    return Stage(NAME, transform=partial(sample, count=count, seed=seed), on_error=on_error)
+    return Stage(
+        NAME,
+        transform=partial(sample, count=count, seed=seed),
+        on_error=on_error,
+        reads=[],
+        # Given the reader's position, sample gives back each record with its input line.
+        takes_position=True,
+        preserves=True,
+    )

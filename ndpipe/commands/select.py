@@ -92,4 +92,6 @@ def command(
         finish=finish,
         on_error=on_error,
         takes_policy=True,
+        builds=True,
+        reads=[*(field.expression for field in chosen), unset],
     )

@@ -6,7 +6,7 @@ import click
 
 from ndpipe.commands import key_option, spill_options, verb
 from ndpipe.expr import Expression
-from ndpipe.io import ErrorPolicy, Record, Records
+from ndpipe.io import ErrorPolicy, Position, Record, Records
 from ndpipe.ops.select import key_names, watching
 from ndpipe.ops.sort import SortProgress, sort
 from ndpipe.pipeline import Stage, plural, warn
@@ -65,7 +65,9 @@ def command(
         else:
             warn(NAME, f"merging {plural(progress.runs, 'sorted run')}")
 
-    def transform(records: Iterable[Record], policy: ErrorPolicy) -> Records:
+    def transform(
+        records: Iterable[Record], policy: ErrorPolicy, position: Position | None = None
+    ) -> Records:
         return sort(
             watching(records, named, unset),
             keys=keys,
@@ -74,10 +76,21 @@ def command(
             temp_dir=temp_dir,
             policy=policy,
             progress=None if quiet else tell,
+            position=position,
         )
 
     def finish() -> None:
         for message in unset.messages("key"):
             warn(NAME, message)
 
-    return Stage(NAME, transform=transform, finish=finish, on_error=on_error, takes_policy=True)
+    return Stage(
+        NAME,
+        transform=transform,
+        finish=finish,
+        on_error=on_error,
+        takes_policy=True,
+        # Given the reader's position, sort gives back each record with its input line.
+        takes_position=True,
+        preserves=True,
+        reads=[*keys, unset],
+    )

@@ -19,29 +19,39 @@ Fields that are not in the header are never dropped silently: the values are not
 `Dropped` collects how many records had such fields and their names, for the command to report
 (or, with `strict`, the first such record is an error).
 
-Speed matters here (millions of rows on the main recipe): a record whose keys are exactly the
-columns takes a fast path (one C `itemgetter` call), and cells are joined by hand, which measured
-faster than the stdlib's C writer once the conversions it lacks (booleans, JSON, the `'` rule,
-CR with an LF line end) are added.
+Speed matters here (millions of rows on the main recipe). The command takes records in batches
+of BATCH_RECORDS and works column by column (`_Table.lines`): each column's values are fetched
+with one C call, converted only when they are not all strings, joined once, and searched once
+per special character, so that only the few cells that need quotes are looked at one by one.
+In a chain `escape-csv then csv` the escaping is done the same way, on the cells (see
+`csv_batches`). A batch the column-wise path does not handle (fields outside the header, an
+error) is written record by record (`_Table.line`, the reference), and an error still names
+the record's own input line, after the lines before it. Cells are joined by hand, which
+measured faster than the stdlib's C writer once the conversions it lacks (booleans, JSON, the
+`'` rule, CR with an LF line end) are added.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
+from itertools import accumulate, chain, count, islice, repeat
+from operator import add, attrgetter, itemgetter
 from typing import Any, BinaryIO
 
 from ndpipe import codec
-from ndpipe.csvio import header_cell
+from ndpipe.csvio import PREFIX, formula_hits, formula_risk, header_cell
 from ndpipe.errors import DataError, RecordError
-from ndpipe.io import Record
+from ndpipe.io import Position, Record
+from ndpipe.ops.escape_csv import _apply_formula
 from ndpipe.ops.select import Unset, suggest
 
 # Rows are written in batches of this many lines.
 BATCH_LINES = 2048
+# With the reader's position, records are taken this many at a time and written column-wise.
+BATCH_RECORDS = 256
 # How many distinct names of dropped fields are kept for the message.
 LISTED_NAMES = 5
 UTF8_BOM = "\ufeff"
@@ -230,63 +240,284 @@ def csv(
     header: bool = True,
     strict: bool = False,
     dropped: Dropped | None = None,
+    position: Position | None = None,
+    escape: bool = False,
 ) -> Iterator[str]:
-    """CSV lines (without line ends): the header line, if wanted, then one line per record."""
+    """CSV lines (without line ends): the header line, if wanted, then one line per record.
+
+    With the reader's `position`, records are taken in batches and written column by column
+    (see `csv_batches`); the lines are the same. With `escape` (and a position), the cells are
+    escaped as escape-csv's default style would, column-wise: the pipeline hands csv that work
+    in a chain `escape-csv then csv`.
+    """
+    for lines in csv_batches(
+        records,
+        columns=columns,
+        delimiter=delimiter,
+        header=header,
+        strict=strict,
+        dropped=dropped,
+        position=position,
+        escape=escape,
+    ):
+        yield from lines
+
+
+def csv_batches(
+    records: Iterable[Record],
+    *,
+    columns: Sequence[str] | None = None,
+    delimiter: str = ",",
+    header: bool = True,
+    strict: bool = False,
+    dropped: Dropped | None = None,
+    position: Position | None = None,
+    escape: bool = False,
+) -> Iterator[list[str]]:
+    """The lines of `csv`, in lists: one per record without `position`; with it, one per batch
+    of BATCH_RECORDS records, written column-wise (`_Table.lines`) when the batch allows, else
+    record by record (`_Table.line`). An error names the record's own position either way: the
+    lines before it are yielded, then it is raised with the position set back to that record.
+    """
     if dropped is None:
         dropped = Dropped()
-    records = iter(records)
+    stream = iter(records)
+    first_number = 0
+    first: Record | None = None
     if columns is None:
-        first = next(records, None)
+        first = next(stream, None)
         if first is None:
             return
+        if position is not None:
+            first_number = position.number
         columns = flatten_names(first)
         if not columns:
             raise RecordError("the first record is empty, so it gives no header; use --columns")
         if len(set(columns)) < len(columns):
             twice = sorted({name for name in columns if columns.count(name) > 1})
             raise RecordError(f"two fields would both fill the column {twice[0]!r}")
-        records = chain([first], records)
     else:
         dropped.unseen = list(columns)
-    quote = quoter(delimiter)
-    might_quote = re.compile("[\"\r\n']").search
-    separators = len(columns) - 1
-    join = delimiter.join
+    table = _Table(columns, delimiter, strict, dropped)
     if header:
         # A lone empty cell would be a blank line, which CSV readers skip: it is quoted instead.
-        yield join([quote(header_cell(name)) for name in columns]) or '""'
-    column_keys = frozenset(columns)
-    get = itemgetter(*columns) if len(columns) > 1 else _single(columns[0])
-    flattener = _Flattener(columns)
-    for record in records:
+        yield [delimiter.join([table.quote(header_cell(name)) for name in columns]) or '""']
+    if position is None:
+        line = table.line
+        for record in chain([first], stream) if first is not None else stream:
+            yield [line(record)]
+        return
+    if first is None:
+        first = next(stream, None)
+        if first is None:
+            return
+        first_number = position.number
+    table.escape = escape
+    numbers = chain([first_number], map(_NUMBER, repeat(position)))
+    yield from _in_batches(table, chain([first], stream), numbers, position)
+
+
+_NUMBER = attrgetter("number")
+_RECORD = itemgetter(0)
+
+
+def _in_batches(
+    table: _Table, records: Iterator[Record], numbers: Iterator[int], position: Position
+) -> Iterator[list[str]]:
+    # zip takes each record, then the number the reader has set for it.
+    pairs = zip(records, numbers, strict=False)
+    while True:
+        batch: list[tuple[Record, int]] = []
+        failure: Exception | None = None
+        try:
+            batch.extend(islice(pairs, BATCH_RECORDS))
+        except Exception as error:  # the records read before it are written first
+            failure = error
+            failed_at = position.number
+        if batch:
+            lines = None
+            if not table.dropped.unseen:
+                try:
+                    lines = table.lines(list(map(_RECORD, batch)))
+                except Exception:  # record by record, which names the record at fault
+                    lines = None
+            if lines is None:
+                lines = []
+                line = table.line
+                try:
+                    for record, number in batch:
+                        position.number = number
+                        lines.append(line(record))
+                except Exception as error:
+                    # The lines before the record go out first; position names the record.
+                    if lines:
+                        yield lines
+                    raise error from None
+            yield lines
+        if failure is not None:
+            position.number = failed_at
+            raise failure
+        if len(batch) < BATCH_RECORDS:
+            return
+
+
+def _not_in_header(extra: list[str]) -> RecordError:
+    return RecordError(
+        f"fields not in the header: {', '.join(extra[:LISTED_NAMES])}"
+        f"{', ...' if len(extra) > LISTED_NAMES else ''} "
+        "(name the columns with --columns, or drop --strict)"
+    )
+
+
+class _Table:
+    """The header's columns, and how records become lines: `line` one record at a time (the
+    reference), `lines` a batch column by column, with the same result."""
+
+    def __init__(
+        self, columns: Sequence[str], delimiter: str, strict: bool, dropped: Dropped
+    ) -> None:
+        self.columns = list(columns)
+        self.delimiter = delimiter
+        self.strict = strict
+        self.dropped = dropped
+        self.quote = quoter(delimiter)
+        self.might_quote = re.compile("[\"\r\n']").search
+        self.separators = len(columns) - 1
+        self.column_keys = frozenset(columns)
+        self.get = itemgetter(*columns) if len(columns) > 1 else _single(columns[0])
+        self.getters = [itemgetter(name) for name in columns]
+        self.flattener = _Flattener(columns)
+        # The delimiter, a double quote, CR or LF anywhere in a cell, or ' at its start, make
+        # it quoted. The cells of a column are joined with a separator that is not the
+        # delimiter, is rare in data, cannot start formula text (so an empty cell, a separator
+        # next, is not taken for one) and is ASCII (so ASCII text is scanned as such).
+        self.specials = sorted({delimiter, '"', "\r", "\n"})
+        self.separator = "~" if delimiter == "`" else "`"
+        # Whether the string values are escaped by escape-csv's default rule first.
+        self.escape = False
+
+    def line(self, record: Record) -> str:
+        """One record's line."""
+        if self.escape:
+            _apply_formula(record)
+        dropped = self.dropped
         dropped.rows += 1
-        if record.keys() == column_keys:
-            values = get(record)
+        if record.keys() == self.column_keys:
+            values = self.get(record)
             if dropped.unseen:
                 dropped.sample.saw(record)
                 dropped.unseen = [name for name in dropped.unseen if record[name] is None]
         else:
             row: Record = {}
             extra: list[str] = []
-            flattener.walk(record, row, extra)
+            self.flattener.walk(record, row, extra)
             if extra:
-                if strict:
-                    raise RecordError(
-                        f"fields not in the header: {', '.join(extra[:LISTED_NAMES])}"
-                        f"{', ...' if len(extra) > LISTED_NAMES else ''} "
-                        "(name the columns with --columns, or drop --strict)"
-                    )
+                if self.strict:
+                    raise _not_in_header(extra)
                 dropped.add(extra)
             if dropped.unseen:
                 dropped.sample.saw(record)
                 dropped.unseen = [name for name in dropped.unseen if row.get(name) is None]
-            values = [row.get(name) for name in columns]
+            values = [row.get(name) for name in self.columns]
         cells = [value if type(value) is str else _text(value) for value in values]
+        join = self.delimiter.join
         line = join(cells)
         # Most rows need no quoting at all: one scan of the joined line proves it.
-        if might_quote(line) or line.count(delimiter) != separators:
-            line = join([quote(cell) for cell in cells])
-        yield line or '""'
+        if self.might_quote(line) or line.count(self.delimiter) != self.separators:
+            line = join([self.quote(cell) for cell in cells])
+        return line or '""'
+
+    def lines(self, batch: list[Record]) -> list[str]:
+        """The lines of a batch, column by column: each column's cells are joined once, and one
+        scan per special character finds the few cells to quote. Raises (and changes nothing)
+        on whatever it does not handle, for `line` to deal with record by record."""
+        width = len(self.columns)
+        columns: list[list[Any]] | None = None
+        extras: list[list[str]] = []
+        if set(map(len, batch)) == {width}:
+            try:  # every column is there, and nothing else: the keys are the columns
+                columns = [list(map(get, batch)) for get in self.getters]
+            except KeyError:
+                columns = None
+        if columns is None:
+            rows: list[Sequence[Any]] = []
+            keys, get = self.column_keys, self.get
+            for record in batch:
+                if record.keys() == keys:
+                    rows.append(get(record))
+                    continue
+                row: Record = {}
+                extra: list[str] = []
+                self.flattener.walk(record, row, extra)
+                if extra:
+                    if self.strict:
+                        raise _not_in_header(extra)
+                    extras.append(extra)
+                rows.append([row.get(name) for name in self.columns])
+            columns = [list(column) for column in zip(*rows, strict=True)]
+        cells = [self._cells(column) for column in columns]
+        if width == 1:
+            lines = cells[0]
+            if "" in lines:  # a lone empty cell is quoted (see csv)
+                lines = [line or '""' for line in lines]
+        else:
+            lines = list(map(self.delimiter.join, zip(*cells, strict=True)))
+        for extra in extras:
+            self.dropped.add(extra)
+        self.dropped.rows += len(batch)
+        return lines
+
+    def _cells(self, column: list[Any]) -> list[str]:
+        """A column's values as cell text, escaped (with `escape`) and quoted where needed: the
+        cells are joined once, and one search per special character (and one scan for formula
+        starts) finds the few cells to change. The column (a list of its own) is reused."""
+        separator = self.separator
+        values = column
+        try:
+            text = separator.join(column)
+        except TypeError:  # not all strings
+            text_of = _escaped_text if self.escape else _text
+            column = [
+                value if type(value) is str else "" if value is None else text_of(value)
+                for value in column
+            ]
+            text = separator.join(column)
+        risky: list[int] = []
+        if self.escape:
+            risky = [
+                index
+                for index in formula_hits(column, text, separator)
+                if type(values[index]) is str and formula_risk(values[index])
+            ]
+        hits = set(risky)
+        if text[:1] == "'":
+            hits.add(0)
+        found = [special for special in self.specials if special in text]
+        apostrophe = separator + "'"
+        if found or apostrophe in text:
+            # Where each cell ends in `text`: the offset of the separator after it. (A cell may
+            # hold the separator too: at worst a cell is looked at that needs no quotes.)
+            ends = list(map(add, accumulate(map(len, column)), count()))
+            for special in [*found, apostrophe]:
+                at = text.find(special)
+                while at >= 0:
+                    # A special character lies in its cell; separator + ' before the cell.
+                    index = bisect_right(ends, at)
+                    hits.add(index)
+                    at = text.find(special, ends[index] if index < len(ends) else len(text))
+        for index in risky:
+            column[index] = PREFIX + column[index]
+        quote = self.quote
+        for index in hits:
+            column[index] = quote(column[index])
+        return column
+
+
+def _escaped_text(value: Any) -> str:
+    """_text of a value after escape-csv's default rule (which escapes inside objects)."""
+    if type(value) is dict:
+        _apply_formula(value)
+    return _text(value)
 
 
 def _single(name: str) -> Callable[[Record], tuple[Any]]:
@@ -297,6 +528,21 @@ def _single(name: str) -> Callable[[Record], tuple[Any]]:
     return get
 
 
+def write_batches(
+    batches: Iterable[list[str]], out: BinaryIO, *, line_end: str = "\n", bom: bool = False
+) -> int:
+    """Write lists of text lines (`csv_batches`) as UTF-8 in batches; returns how many lines
+    were written. When the stream fails part-way, the lines before the failure are still
+    written."""
+    writer = _Writer(out, line_end, bom)
+    try:
+        for lines in batches:
+            writer.add(lines)
+    finally:
+        writer.close()
+    return writer.count
+
+
 def write_lines(
     lines: Iterable[str], out: BinaryIO, *, line_end: str = "\n", bom: bool = False
 ) -> int:
@@ -304,32 +550,49 @@ def write_lines(
 
     When the stream fails part-way, the lines before the failure are still written.
     """
-    batch: list[str] = []
-    # The BOM goes in front of the first line, so empty output stays empty.
-    prefix = UTF8_BOM if bom else ""
-    count = 0
-
-    def flush() -> None:
-        nonlocal prefix
-        if not batch:
-            return
-        try:
-            data = (prefix + line_end.join(batch) + line_end).encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise DataError(
-                f"cannot write text that is not valid Unicode: {error.reason}"
-            ) from None
-        prefix = ""
-        out.write(data)
-        batch.clear()
-
+    writer = _Writer(out, line_end, bom)
+    batch = writer.batch
     try:
         for line in lines:
             batch.append(line)
-            count += 1
             if len(batch) >= BATCH_LINES:
-                flush()
+                writer.flush()
     finally:
-        flush()
-        out.flush()
-    return count
+        writer.close()
+    return writer.count
+
+
+class _Writer:
+    """Lines gathered and written as one encoded block per BATCH_LINES."""
+
+    def __init__(self, out: BinaryIO, line_end: str, bom: bool) -> None:
+        self.out = out
+        self.line_end = line_end
+        # The BOM goes in front of the first line, so empty output stays empty.
+        self.prefix = UTF8_BOM if bom else ""
+        self.batch: list[str] = []
+        self.count = 0
+
+    def add(self, lines: list[str]) -> None:
+        self.batch += lines
+        if len(self.batch) >= BATCH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        batch = self.batch
+        if batch:
+            line_end = self.line_end
+            try:
+                data = (self.prefix + line_end.join(batch) + line_end).encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise DataError(
+                    f"cannot write text that is not valid Unicode: {error.reason}"
+                ) from None
+            self.prefix = ""
+            self.out.write(data)
+            self.count += len(batch)
+            batch.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.out.flush()

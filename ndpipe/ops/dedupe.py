@@ -79,7 +79,7 @@ def _dedupe(
     add = seen.add
     searches = [key.search for key in keys]
     single = searches[0] if len(searches) == 1 else None
-    dumps = codec.dumps
+    dumps = orjson.dumps  # codec.dumps (big integers, deep nesting) only when it refuses
     option = orjson.OPT_SORT_KEYS
     current = keys[0]
     try:
@@ -103,8 +103,8 @@ def _dedupe(
                 key = _lower(key)
             try:
                 text = dumps(key, option=option)
-            except TypeError as error:
-                raise RecordError(f"cannot use the key as JSON: {error}") from None
+            except TypeError:
+                text = _key_text(key)
             digest = int.from_bytes(blake2b(text, digest_size=DIGEST_BYTES).digest(), "big")
             if digest in seen:
                 stats.duplicates += 1
@@ -116,3 +116,11 @@ def _dedupe(
             yield record
     except EvaluationError as error:
         raise current.failed(error) from None
+
+
+def _key_text(key: Any) -> bytes:
+    """A key orjson refuses, as JSON with sorted keys by the exact path, or a RecordError."""
+    try:
+        return codec.dumps(key, option=orjson.OPT_SORT_KEYS)
+    except TypeError as error:
+        raise RecordError(f"cannot use the key as JSON: {error}") from None

@@ -22,12 +22,14 @@ from ndpipe import codec
 from ndpipe.errors import DataError, RecordError
 from ndpipe.expr import EvaluationError, Expression
 from ndpipe.io import ErrorPolicy, Position, Record, Records, feed
-from ndpipe.ops.sort import DEFAULT_BUFFER_SIZE, Entry, ExternalSorter, Key, KeyMaker, read_run
+from ndpipe.ops.sort import DEFAULT_BUFFER_SIZE, ExternalSorter, Key, KeyMaker
 
 OPS = ("added", "removed", "changed")
 # Runs merged at once per side: both sides stream their runs during the final merge.
 FAN_IN = 32
 _MISSING = object()
+# A record of one side: its key (with its input number last) and its JSON line.
+Entry = tuple[Key, bytes]
 
 
 @dataclass
@@ -48,15 +50,13 @@ class _SortedSide(ExternalSorter):
         super().__init__(keys, buffer_size=buffer_size, temp_dir=temp_dir, fan_in=FAN_IN)
         self.key = _NumberedKeys(keys, position)
 
-    def entries(self) -> Iterator[Entry]:
-        if not self.run_paths:
-            yield from self._sorted_buffer()
-            return
-        last = self._sorted_buffer()
-        self._reduce_runs()
-        sources: list[Iterable[Entry]] = [read_run(path) for path in self.run_paths]
-        sources.append(last)
-        yield from self._merge(sources)
+    # The keys are lists (KeyMaker's, unique by their last part), taken apart by the merge.
+    def key_size(self, key: Any) -> int:
+        return sum(len(part) for part in key if type(part) is str)
+
+    def pairs(self) -> Iterator[Entry]:
+        for key, _, line, _ in self.entries():
+            yield key, line
 
 
 def json_equal(left: Any, right: Any) -> bool:
@@ -196,8 +196,8 @@ def diff(
         new_where = _sorted(new(position), new_side, position, policy)
         position.number = 0  # errors from here on name their own positions
         yield from _merge(
-            _unique(old_side.entries(), old_where, keys),
-            _unique(new_side.entries(), new_where, keys),
+            _unique(old_side.pairs(), old_where, keys),
+            _unique(new_side.pairs(), new_where, keys),
             keys=keys,
             stats=stats,
             wanted=wanted,

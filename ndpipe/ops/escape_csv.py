@@ -35,6 +35,10 @@ Auth0's exact cells: `a"b@x.com` becomes `"'a""b@x.com"`, while `true`, `19` and
 
 Objects are walked with an explicit stack, not recursion, so records nested as deep as the
 reader allows are fine.
+
+In a chain `escape-csv then csv` (default style), the pipeline leaves the escaping to csv
+(`Stage.absorbs`), which applies this rule itself, column-wise on batches of cells, with the
+same result: one scan of a column's joined cells finds the few that may need the `'`.
 """
 
 from __future__ import annotations

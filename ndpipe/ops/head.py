@@ -10,6 +10,8 @@ from ndpipe.io import Record, Records
 
 
 def head(records: Iterable[Record], *, count: int = 10) -> Records:
-    """Yield the first `count` records and stop pulling from upstream."""
-    # No input has more records than sys.maxsize, and islice takes no larger count.
-    yield from islice(records, min(count, sys.maxsize))
+    """The first `count` records, as received (so the writer copies their input lines); stops
+    pulling from upstream, so nothing more is read or decoded."""
+    # No input has more records than sys.maxsize, and islice takes no larger count. islice
+    # itself, not a generator around it: one step less per record.
+    return islice(records, min(count, sys.maxsize))

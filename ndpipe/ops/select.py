@@ -97,6 +97,10 @@ class Unset:
                     if item is not None:
                         paths[f"{key}.{inner}"] = None
 
+    def sampling(self) -> bool:
+        """Whether `saw` may still note the key paths of a record it is given."""
+        return bool(self.pending) and self.records < SAMPLED_RECORDS
+
     def set(self, name: str) -> None:
         self.pending.pop(name, None)
 
