@@ -93,7 +93,8 @@ def cli() -> None:
         | ndpipe escape-csv | ndpipe csv > salesforce.csv
       ndpipe fetch export.json.gz then select 'Email Address=email' then csv
 
-    Exit codes: 0 ok, 1 bad data or failed records, 2 usage, 3 Auth0 or network, 130 interrupted.
+    Exit codes: 0 ok, 1 bad data or failed records, 2 usage, 3 a service or the network,
+    130 interrupted.
     """
 
 
