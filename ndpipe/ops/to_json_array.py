@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ndpipe.errors import DataError, OutputError, UsageError
-from ndpipe.io import WRITE_BATCH_BYTES, Encoder, Record, dump_json
+from ndpipe.io import Batch, Encoder, Record, dump_json
 from ndpipe.output import AtomicFile
 
 # The array framing is Auth0's import format's (`import --out` writes what to-json-array
@@ -138,26 +138,24 @@ def write_json_array(records: Iterable[Record], out: BinaryIO, encode: Encoder =
     `encode` gives a record's JSON (see ndpipe.io.encoder). If the stream fails part-way, the
     array is still closed, so `out` holds a valid array of the records before the failure.
     """
-    # A bytearray, not a list of orjson's results: each of those keeps orjson's 4 KB buffer
-    # however short the record, so a batch of small records would take many times its size.
-    batch = bytearray()
+    batch = Batch(out)
+    add = batch.add
     count = 0
     try:
         for record in records:
-            batch += SEPARATOR if count else OPEN
-            batch += encode(record)
+            add(SEPARATOR if count else OPEN)
+            add(encode(record))
             count += 1
-            if len(batch) >= WRITE_BATCH_BYTES:
-                out.write(batch)
-                batch.clear()
+            if batch.full():
+                batch.flush()
     except BaseException:
-        batch += CLOSE if count else EMPTY
+        add(CLOSE if count else EMPTY)
         with contextlib.suppress(OSError, OutputError):
-            out.write(batch)
+            batch.flush()
             out.flush()
         raise
-    batch += CLOSE if count else EMPTY
-    out.write(batch)
+    add(CLOSE if count else EMPTY)
+    batch.flush()
     out.flush()
     return count
 
@@ -171,7 +169,7 @@ class _ArrayFile:
         self.file = AtomicFile(path, path, make_directories=True)
         self.records = 0
         self.size = 0  # bytes so far, without the closing bracket
-        self.batch = bytearray()  # see write_json_array for why not a list
+        self.batch = Batch(self.file)
 
     def size_with(self, record_size: int) -> int:
         """The file's final size if `record_size` more bytes of record were its last record."""
@@ -181,18 +179,17 @@ class _ArrayFile:
 
     def add(self, line: bytes) -> None:
         piece = SEPARATOR if self.records else OPEN
-        self.batch += piece
-        self.batch += line
+        self.batch.add(piece)
+        self.batch.add(line)
         self.records += 1
         self.size += len(piece) + len(line)
-        if len(self.batch) >= WRITE_BATCH_BYTES:
-            self.file.write(self.batch)
-            self.batch.clear()
+        if self.batch.full():
+            self.batch.flush()
 
     def close(self) -> WrittenFile:
         ending = CLOSE if self.records else EMPTY
-        self.batch += ending
-        self.file.write(self.batch)
+        self.batch.add(ending)
+        self.batch.flush()
         self.file.commit()
         total = self.size + len(ending) if self.records else len(EMPTY)
         return WrittenFile(self.path, self.records, total)
