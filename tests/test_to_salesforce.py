@@ -170,7 +170,7 @@ def test_recipe_end_to_end_then_the_fixed_report(salesforce, tmp_path):
     downloads = salesforce.requests("GET", "Results/")
     assert downloads and all("gzip" in d.header("accept-encoding") for d in downloads)
     summary = result.stderr.decode().strip().splitlines()[-1]
-    assert f"{len(users)} records read" in summary
+    assert f"{len(users):,} records read" in summary
     assert f"{len(stored):,} created" in summary and f"{len(failed):,} failed" in summary
 
     # Fix the report as a user would (a LastName for everyone who lacks one, values cut to the

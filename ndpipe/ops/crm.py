@@ -587,7 +587,8 @@ class Counts:
     notes: list[str] = field(default_factory=list)
 
 
-def _plural(count: int, noun: str, many: str | None = None) -> str:
+def counted(count: int, noun: str, many: str | None = None) -> str:
+    """`1 record`, `200,000 records`: a count with its noun, in the summaries."""
     return f"{count:,} {noun if count == 1 else (many or noun + 's')}"
 
 
@@ -600,14 +601,14 @@ def summary_line(
     dry_run: bool = False,
 ) -> str:
     """The closing line on stderr: records read, sent, created/updated, failed, warned, jobs."""
-    read = f"{_plural(counts.read, 'record')} read"
+    read = f"{counted(counts.read, 'record')} read"
     if counts.skipped:
         read += f" ({counts.skipped:,} in files before --start-at)"
     if dry_run:
         return (
-            f"dry run: {read}; {counts.sent:,} in {_plural(counts.files, 'file')}; nothing was sent"
+            f"dry run: {read}; {counts.sent:,} in {counted(counts.files, 'file')}; nothing was sent"
         )
-    parts = [f"{read}, {counts.sent:,} sent in {_plural(counts.jobs, job_noun, job_plural)}"]
+    parts = [f"{read}, {counts.sent:,} sent in {counted(counts.jobs, job_noun, job_plural)}"]
     if counts.created is not None:
         parts.append(f"{counts.created:,} created")
     if counts.updated is not None:

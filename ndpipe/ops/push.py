@@ -37,6 +37,7 @@ from ndpipe.ops.crm import (
     Counts,
     UploadFile,
     check_marketo_names,
+    counted,
     describe_entry,
     is_naive_datetime,
     join_results,
@@ -50,7 +51,6 @@ from ndpipe.ops.crm import (
 from ndpipe.ops.to_json_array import OutputPattern
 from ndpipe.output import remove_scratch, scratch_directory
 from ndpipe.progress import InputGauge, Progress
-from ndpipe.text import plural
 
 if TYPE_CHECKING:
     from ndpipe.services.marketo.bulk import BatchResult, BulkStats
@@ -205,7 +205,7 @@ class Push:
                 upload.save(path)
                 if self.dry_run:
                     self.notify(
-                        f"wrote {path}: {plural(upload.count, 'record')}, {upload.size:,} bytes"
+                        f"wrote {path}: {counted(upload.count, 'record')}, {upload.size:,} bytes"
                     )
             yield upload
 
@@ -537,7 +537,7 @@ class SalesforcePush(Push):
         if self.line is not None and self.line.enabled:
             done = stats.created + stats.updated + stats.failed + stats.unprocessed
             self.show(
-                f"{stats.done}/{plural(stats.jobs, 'job')} done, "
+                f"{stats.done}/{counted(stats.jobs, 'job')} done, "
                 f"{done + stats.processing:,} records processed"
             )
 
@@ -569,7 +569,7 @@ class SalesforcePush(Push):
 
     def summary(self) -> tuple[str, int]:
         counts, stats = self.counts, self.stats
-        read = f"{plural(counts.read, 'record')} read"
+        read = f"{counted(counts.read, 'record')} read"
         if counts.skipped:
             read += f" ({counts.skipped:,} in files before --start-at)"
         rejected = counts.rejected
@@ -577,12 +577,12 @@ class SalesforcePush(Push):
         if self.dry_run or stats is None:
             line = (
                 f"{'dry run: ' if self.dry_run else ''}{read}; {counts.chunked:,} in "
-                f"{plural(counts.files, 'file')}, {rejected:,} refused"
+                f"{counted(counts.files, 'file')}, {rejected:,} refused"
                 f"{report_note if rejected else ''}; nothing was sent"
             )
             return line, rejected
         line = (
-            f"{read}, {stats.sent:,} sent in {plural(stats.jobs, 'job')}: "
+            f"{read}, {stats.sent:,} sent in {counted(stats.jobs, 'job')}: "
             f"{stats.created:,} created, {stats.updated:,} updated, {stats.failed:,} failed, "
             f"{stats.unprocessed:,} not processed"
         )
@@ -591,5 +591,5 @@ class SalesforcePush(Push):
         line += f"; {rejected:,} refused before sending"
         failed = stats.failed + stats.unprocessed + stats.missing + rejected
         if failed:
-            line += f"; {plural(failed, 'record')} to fix{report_note}"
+            line += f"; {counted(failed, 'record')} to fix{report_note}"
         return line, failed
