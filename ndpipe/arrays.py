@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ndpipe import codec
 from ndpipe.errors import DataError
-from ndpipe.io import (
+from ndpipe.reading import (
     ErrorPolicy,
     Position,
     ReadError,

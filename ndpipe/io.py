@@ -2,7 +2,8 @@
 
 Every command goes through here, so reading, parsing, per-line error handling and writing
 exist once. Records are plain dicts. Memory stays constant: input is read line by line (NDJSON)
-or item by item (JSON arrays, through ijson's C backend), and output is written in batches.
+or item by item (JSON arrays, see ndpipe.arrays), and output is written in batches. What every
+reader shares (positions, the error policy, read errors) is in ndpipe.reading.
 """
 
 from __future__ import annotations
@@ -15,15 +16,39 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import orjson
 
-from ndpipe import codec
+from ndpipe import arrays, codec
 from ndpipe.errors import DataError, OutputError, RecordError, UsageError
 from ndpipe.output import AtomicFile
+from ndpipe.reading import (
+    LISTED_SKIPS,
+    ErrorPolicy,
+    GzipDamage,
+    Position,
+    ReadError,
+    Record,
+    Records,
+    _describe,
+    _excerpt,
+    _zlib_reason,
+    decode_error,
+    read_failure,
+)
+
+__all__ = [
+    "LISTED_SKIPS",
+    "ErrorPolicy",
+    "GzipDamage",
+    "Position",
+    "ReadError",
+    "Record",
+    "Records",
+    "decode_error",
+    "read_failure",
+]
 
 if TYPE_CHECKING:
     from ndpipe.projection import Projection
 
-Record = dict[str, Any]
-Records = Iterator[Record]
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -33,76 +58,6 @@ SNIFF_BYTES = 64 * 1024
 READ_BLOCK_BYTES = 64 * 1024
 # Output is gathered into batches of about this size before each write.
 WRITE_BATCH_BYTES = 256 * 1024
-# At most this many skipped line numbers are listed in the summary; the count is always exact.
-LISTED_SKIPS = 10
-
-
-class Position:
-    """Where the record being processed came from, for error messages.
-
-    The reader updates it as it yields each record; ops that raise a RecordError are
-    processing the most recently read record, so the core names that position. The NDJSON
-    reader also keeps that record and its line, so a writer can copy the line instead of
-    encoding the record again when nothing has changed it (see `encoder`).
-    """
-
-    __slots__ = ("name", "number", "raw", "record", "unit")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.number = 0
-        self.unit = "line"
-        self.record: Record | None = None
-        self.raw = b""
-
-    def __str__(self) -> str:
-        if self.unit == "line":
-            return f"{self.name}:{self.number}"
-        return f"{self.name}: {self.unit} {self.number}"
-
-
-class ErrorPolicy:
-    """What to do with a bad input line, or a record an op cannot process: fail at once
-    (default), or skip it and report it at the end (--on-error skip)."""
-
-    def __init__(self, on_error: str = "fail", position: Position | None = None) -> None:
-        self.skip = on_error == "skip"
-        self.position = position
-        self.skipped = 0
-        self.failed = 0
-        self.skipped_at: list[str] = []
-
-    def bad_line(self, error: DataError) -> None:
-        """Input that cannot be read as a record: raise it, or count it when skipping."""
-        if not self.skip:
-            raise error
-        self.skipped += 1
-        if len(self.skipped_at) < LISTED_SKIPS:
-            self.skipped_at.append(error.where or "?")
-
-    def bad_record(self, error: DataError) -> None:
-        """A record an op cannot process (an expression fails on it): raise it, or count it
-        when skipping. It is the record the reader yielded last, so that is its position."""
-        if error.where is None and self.position is not None and self.position.number:
-            error.where = str(self.position)
-        if not self.skip:
-            raise error
-        self.failed += 1
-        if len(self.skipped_at) < LISTED_SKIPS:
-            self.skipped_at.append(error.where or "?")
-
-    def summary(self) -> str | None:
-        if not self.skipped and not self.failed:
-            return None
-        listed = ", ".join(self.skipped_at)
-        more = ", ..." if self.skipped + self.failed > len(self.skipped_at) else ""
-        parts = []
-        if self.skipped:
-            parts.append(f"{self.skipped} bad {'line' if self.skipped == 1 else 'lines'}")
-        if self.failed:
-            noun = "record" if self.failed == 1 else "records"
-            parts.append(f"{self.failed} {noun} that could not be processed")
-        return f"skipped {' and '.join(parts)} ({listed}{more})"
 
 
 def skipping(
@@ -184,10 +139,6 @@ def _peekable(stream: BinaryIO) -> io.BufferedReader:
     if isinstance(stream, io.BufferedReader):
         return stream
     return io.BufferedReader(stream, buffer_size=SNIFF_BYTES)  # type: ignore[arg-type]
-
-
-class GzipDamage(OSError):
-    """Gzip data that cannot be read to its end; raised after every byte before the fault."""
 
 
 class Gunzip(io.RawIOBase):
@@ -278,35 +229,6 @@ class Gunzip(io.RawIOBase):
         return b"".join(parts)
 
 
-def _zlib_reason(error: zlib.error) -> str:
-    if "incorrect header check" in str(error):
-        return "the gzip data is followed by bytes that are not gzip"
-    if "incorrect data check" in str(error):
-        return "the gzip data is damaged: its CRC check failed (so what came before may be too)"
-    if "incorrect length check" in str(error):
-        return "the gzip data is damaged: its length check failed"
-    return f"the gzip data is damaged ({str(error).split(': ', 1)[-1]})"
-
-
-class ReadError(DataError):
-    """The input itself cannot be read on (damaged gzip, an I/O error): not one bad line."""
-
-
-def read_failure(error: BaseException, name: str) -> ReadError:
-    """A ReadError for a failure to read the input itself: damaged gzip, an I/O error."""
-    if isinstance(error, GzipDamage):
-        reason = str(error)
-    elif isinstance(error, EOFError):
-        reason = "the gzip data is truncated (it ends before its end)"
-    elif isinstance(error, zlib.error):
-        reason = _zlib_reason(error)
-    elif isinstance(error, OSError) and error.strerror:
-        reason = error.strerror
-    else:
-        reason = str(error) or type(error).__name__
-    return ReadError(reason, where=name)
-
-
 def _peek(buffered: io.BufferedReader, name: str) -> bytes:
     try:
         return buffered.peek(SNIFF_BYTES)
@@ -393,58 +315,6 @@ def _first_line_is_json(head: bytes) -> bool:
 
 
 # --- reading --------------------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    kind = {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-    }
-    return kind.get(type(value), type(value).__name__)
-
-
-def _excerpt(line: bytes, column: int | None) -> str:
-    """The bad line (shortened around the error) with a caret under the failing column."""
-    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
-    start = 0
-    if column is not None and column > 60:
-        start = column - 40
-    shown = text[start : start + 100]
-    prefix = "..." if start else ""
-    suffix = "..." if len(text) > start + 100 else ""
-    caret = ""
-    if column is not None:
-        caret = "\n  " + " " * (len(prefix) + column - start) + "^"
-    return f"\n  {prefix}{shown}{suffix}{caret}"
-
-
-def _undecodable(data: bytes) -> DataError | None:
-    """A DataError naming the first byte of `data` that is not UTF-8, or None if all are."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        column = len(data[: error.start].decode("utf-8", "replace"))
-        byte = data[error.start]
-        return DataError(
-            f"invalid UTF-8: byte 0x{byte:02x} at column {column + 1} is not UTF-8 (the input "
-            "may be in another encoding, such as Windows-1252: convert it first, e.g. "
-            f"iconv -f WINDOWS-1252 -t UTF-8){_excerpt(data, column)}"
-        )
-    return None
-
-
-def decode_error(data: bytes, error: BaseException) -> DataError:
-    """The DataError for JSON text that does not decode: named, with the spot shown."""
-    bad_bytes = _undecodable(data)
-    if bad_bytes is not None:
-        return bad_bytes
-    explained = codec.explain(data, error)
-    return DataError(f"invalid JSON: {explained.msg}{_excerpt(data, explained.pos)}")
 
 
 def _blocks(stream: BinaryIO, name: str) -> Iterator[bytes]:
@@ -626,8 +496,6 @@ def read_json_array(
     """Items of a top-level JSON array, one at a time: never the whole array (see ndpipe.arrays).
 
     With a `projection`, records hold only its fields where that is sure, as read_ndjson's."""
-    from ndpipe import arrays  # arrays builds on this module
-
     return arrays.read_json_array(stream, position, policy, projection=projection)
 
 

@@ -19,14 +19,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jmespath
 
 from ndpipe.expr import USER, Expression, strip_user_prefix
 
-if TYPE_CHECKING:
-    from ndpipe.pipeline import Stage
+
+class Stage(Protocol):
+    """What the plan reads of a pipeline stage (ndpipe.pipeline.Stage, which builds on this)."""
+
+    reads: list[Any] | None
+    builds: bool
+    preserves: bool
+
+    @property
+    def source(self) -> Any: ...
+
+    @property
+    def sink(self) -> Any: ...
+
+    @property
+    def transform(self) -> Any: ...
+
 
 # NDPIPE_PUSHDOWN=1 turns the analysis on, NDPIPE_PUSHDOWN=0 off (for comparisons: tests and
 # the bench). It is off by default: the scan that keeps projected reading exact (numbers beyond
