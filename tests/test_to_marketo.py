@@ -21,7 +21,7 @@ import pytest
 
 from tests.auth0_fixtures import auth0_env_fixture, auth0_server_fixture  # noqa: F401
 from tests.auth0_server import DEFAULT_CONNECTION, FakeAuth0
-from tests.conftest import ROOT, environment, ndjson, records
+from tests.conftest import ROOT, environment, ndjson, records, run_ndpipe
 from tests.marketo_server import FakeMarketo
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -417,3 +417,28 @@ def test_a_body_over_10_mb_is_refused_not_retried(marketo: FakeMarketo) -> None:
                             list_id=None, partition=None)  # fmt: skip
     assert len(marketo.requests("POST", "/bulk/v1/leads.json")) == 1
     assert marketo.batches == {}
+
+
+def test_on_error_skip_reports_records_marketo_could_never_take_and_goes_on(tmp_path):
+    lines = [
+        {"email": "a@example.com"},
+        {"email": "b@example.com", "user_metadata": {"plan": "pro"}},  # nested
+        {"Email Address": "c@example.com"},  # a display name, not a REST name
+        {"email": "d@example.com"},
+    ]
+    report = tmp_path / "report.ndjson"
+    args = ["to-marketo", "--dry-run", "--out", str(tmp_path / "leads-{n}.csv")]
+    result = run_ndpipe(*args, "--on-error", "skip", "--report", str(report), input=ndjson(lines))
+    assert result.returncode == 1, result.stderr  # two records did not make it
+    assert (tmp_path / "leads-1.csv").read_text() == "email\na@example.com\nd@example.com\n"
+    entries = records(report.read_bytes())
+    assert [(e["record"], e["input"]) for e in entries] == [
+        (lines[1], "stdin:2"),
+        (lines[2], "stdin:3"),
+    ]
+    assert "user_metadata" in entries[0]["reason"] and "Email Address" in entries[1]["reason"]
+    assert "2 refused" in result.stderr.decode()
+    # Without skip, the first such record stops the run, named.
+    stopped = run_ndpipe(*args, input=ndjson(lines))
+    assert stopped.returncode == 1
+    assert "stdin:2: field 'user_metadata' is an object" in stopped.stderr.decode()

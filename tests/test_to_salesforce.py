@@ -597,3 +597,23 @@ def test_values_arrive_exactly(salesforce, data):
     )
     got = sorted(sorted((k, v) for k, v in r.items() if k != "Id") for r in new)
     assert got == expected
+
+
+def test_on_error_skip_reports_nested_records_and_goes_on(tmp_path):
+    lines = [
+        {"Email": "a@example.com", "Id": "003A"},
+        {"Email": "b@example.com", "Id": "003B", "Tags": ["x"]},
+        {"Email": "c@example.com", "Id": "003C"},
+    ]
+    report = tmp_path / "report.ndjson"
+    result = run_ndpipe(
+        "to-salesforce", "--dry-run", "--out", str(tmp_path / "sf-{n}.csv"),
+        "--operation", "update", "--on-error", "skip", "--report", str(report),
+        input=ndjson(lines),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    sent = (tmp_path / "sf-1.csv").read_text()
+    assert sent == "Email,Id\na@example.com,003A\nc@example.com,003C\n"
+    (entry,) = records(report.read_bytes())
+    assert entry["record"] == lines[1] and entry["input"] == "stdin:2"
+    assert "'Tags' is an array" in entry["reason"]

@@ -145,6 +145,7 @@ def push_stage(run: Push, on_error: str) -> Stage:
         warn(run.name, line)
         return EXIT_DATA if failed else None
 
+    run.skip = on_error == "skip"
     outputs: list[tuple[str, Target]] = [("--report", run.report)] if run.report else []
     if run.pattern is not None:
         outputs.append(("--out", run.pattern.path))

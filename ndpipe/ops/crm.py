@@ -605,9 +605,9 @@ def summary_line(
     if counts.skipped:
         read += f" ({counts.skipped:,} in files before --start-at)"
     if dry_run:
-        return (
-            f"dry run: {read}; {counts.sent:,} in {counted(counts.files, 'file')}; nothing was sent"
-        )
+        refused = f", {counts.rejected:,} refused" if counts.rejected else ""
+        files = counted(counts.files, "file")
+        return f"dry run: {read}; {counts.sent:,} in {files}{refused}; nothing was sent"
     parts = [f"{read}, {counts.sent:,} sent in {counted(counts.jobs, job_noun, job_plural)}"]
     if counts.created is not None:
         parts.append(f"{counts.created:,} created")
@@ -617,11 +617,13 @@ def summary_line(
     if counts.created is None and counts.updated is None:
         parts.append(f"{accepted:,} accepted")
     parts.append(f"{counts.failed:,} failed")
+    if counts.rejected:
+        parts[-1] += f", {counts.rejected:,} refused before sending"
     if counts.lost:
         parts[-1] += f" ({counts.lost:,} in failed {job_plural or job_noun + 's'})"
     parts.append(f"{counts.warned:,} with warnings")
     line = ": ".join([parts[0], ", ".join(parts[1:])])
-    if counts.failed or counts.warned:
+    if counts.failed or counts.warned or counts.rejected:
         line += f"; see {report}" if report else "; listed above"
     return line
 
@@ -696,22 +698,24 @@ def check_marketo_names(records: Iterable[Record], position: Position) -> Record
     """Refuse a record whose key is not a Marketo REST API field name, naming it."""
     good: set[str] = set()
     for record in records:
-        if good.issuperset(record):
-            yield record
-            continue
-        for key in record:
-            if key in good:
-                continue
-            if not MARKETO_NAME.fullmatch(key):
-                error = RecordError(
-                    f"field {key!r} is not a Marketo REST API field name (such as email, "
-                    "firstName, lastName: letters, digits and _); rename it, e.g. with "
-                    "`select --preset marketo` or `select 'email=Email Address'`"
-                )
-                error.where = str(position)
-                raise error
-            good.add(key)
+        if not good.issuperset(record):
+            check_marketo_record(record, position)
+            good.update(record)
         yield record
+
+
+def check_marketo_record(record: Record, position: Position | str | None = None) -> None:
+    """Refuse RECORD if one of its keys is not a Marketo REST API field name, naming it."""
+    for key in record:
+        if not MARKETO_NAME.fullmatch(key):
+            error = RecordError(
+                f"field {key!r} is not a Marketo REST API field name (such as email, "
+                "firstName, lastName: letters, digits and _); rename it, e.g. with "
+                "`select --preset marketo` or `select 'email=Email Address'`"
+            )
+            if position is not None:
+                error.where = str(position)
+            raise error
 
 
 def marketo_datetime(text: str) -> str:

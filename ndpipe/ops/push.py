@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ndpipe import codec
-from ndpipe.errors import NdpipeError, RemoteError
+from ndpipe.errors import NdpipeError, RecordError, RemoteError
 from ndpipe.io import (
     Encoder,
     ErrorPolicy,
@@ -36,7 +36,9 @@ from ndpipe.io import (
 from ndpipe.ops.crm import (
     Counts,
     UploadFile,
+    check_flat,
     check_marketo_names,
+    check_marketo_record,
     counted,
     describe_entry,
     is_naive_datetime,
@@ -114,6 +116,7 @@ class Push:
         self.gauge: InputGauge | None = None
         self.line: Progress | None = None
         self.position: Position | None = None
+        self.skip = False  # --on-error skip: see refusing
 
     # --- the stage ------------------------------------------------------------------------------
 
@@ -135,7 +138,9 @@ class Push:
         try:
             uploads = self.selected(
                 split_files(
-                    self.checked(self.counted(unwrap_reports(records)), position),
+                    self.checked(
+                        self.refusing(self.counted(unwrap_reports(records)), position), position
+                    ),
                     delimiter=self.delimiter,
                     max_bytes=self.max_bytes,
                     position=position,
@@ -167,6 +172,10 @@ class Push:
         reported and left out)."""
         return records
 
+    def check(self, record: Record, position: Position) -> None:
+        """Raise a RecordError for a record the service could never take."""
+        check_flat(record, position)
+
     def encoder(self, encode: Encoder) -> Encoder:
         """How a record is kept for the report: as read."""
         return encode
@@ -187,6 +196,25 @@ class Push:
     def counted(self, records: Records) -> Records:
         for record in records:
             self.counts.read += 1
+            yield record
+
+    def refusing(self, records: Records, position: Position) -> Records:
+        """With --on-error skip, a record the service could never take (a nested value, a
+        name it refuses) goes to the report with its line and the run goes on; without it,
+        such a record stops the run (exit 1) where the checks meet it."""
+        if not self.skip:
+            return records
+        return self._refusing(records, position)
+
+    def _refusing(self, records: Records, position: Position) -> Records:
+        check = self.check
+        for record in records:
+            try:
+                check(record, position)
+            except RecordError as error:
+                self.counts.rejected += 1
+                self.write_report(report_entry(record, str(position), error.message))
+                continue
             yield record
 
     def selected(self, uploads: Iterator[UploadFile]) -> Iterator[UploadFile]:
@@ -307,6 +335,10 @@ class MarketoPush(Push):
 
     def checked(self, records: Records, position: Position) -> Records:
         return check_marketo_names(records, position)
+
+    def check(self, record: Record, position: Position) -> None:
+        check_flat(record, position)
+        check_marketo_record(record, position)
 
     def converter(self) -> Callable[[str, str], str] | None:
         return self.convert
@@ -429,7 +461,7 @@ class MarketoPush(Push):
             counts, job_noun="batch", job_plural="batches", report=self.report,
             dry_run=self.dry_run,
         )  # fmt: skip
-        return line, counts.failed
+        return line, counts.failed + counts.rejected
 
 
 class SalesforcePush(Push):
