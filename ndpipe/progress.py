@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, TextIO
 
-from ndpipe.errors import UsageError
+from ndpipe.services import settings
 
 DEFAULT_LINE_INTERVAL = 30.0
 # Seconds between redraws on a terminal: often enough to look alive, rarely enough to cost nothing.
@@ -35,16 +35,7 @@ def clear_line() -> None:
 
 def progress_interval() -> float:
     """Seconds between plain progress lines: NDPIPE_PROGRESS_INTERVAL, or 30."""
-    text = os.environ.get("NDPIPE_PROGRESS_INTERVAL", "")
-    try:
-        value = float(text) if text else DEFAULT_LINE_INTERVAL
-    except ValueError:
-        raise UsageError(f"NDPIPE_PROGRESS_INTERVAL must be seconds, not {text!r}") from None
-    if not 0 <= value <= 86400:
-        raise UsageError(
-            f"NDPIPE_PROGRESS_INTERVAL must be between 0 and 86400 seconds, not {text}"
-        )
-    return value
+    return settings.seconds("NDPIPE_PROGRESS_INTERVAL", DEFAULT_LINE_INTERVAL, 86400)
 
 
 def duration(seconds: float) -> str:

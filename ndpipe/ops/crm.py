@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 
 from ndpipe.errors import NdpipeError, OutputError, RecordError
 from ndpipe.io import Encoder, Position, Record, Records, dump_json
+from ndpipe.ops.csv import cell_text as csv_text
 from ndpipe.output import AtomicFile
 
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
@@ -82,23 +83,12 @@ def check_flat(record: Record, position: Position | str | None = None) -> None:
 
 def cell_text(value: Any) -> str:
     """A flat value as cell text: strings as is, numbers exact, booleans, null as empty."""
-    kind = type(value)
-    if kind is str:
+    if type(value) is str:
         text: str = value
         return text
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if kind is dict or kind is list:
+    if type(value) in (dict, list):
         raise RecordError("a nested value has no cell text")  # check_flat runs first
-    try:
-        # str() of an int is all its digits; of a float, the shortest text that reads back.
-        return str(value)
-    except ValueError as error:  # an integer beyond Python's digit limit for str()
-        raise RecordError(f"cannot write a number: {error}") from None
+    return csv_text(value)
 
 
 def quoter(delimiter: str) -> Callable[[str], str]:

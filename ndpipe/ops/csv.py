@@ -144,7 +144,7 @@ def flatten_names(record: Record) -> list[str]:
     return names
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """The cell text of a value that is not a string, exact for numbers of any size."""
     if value is None:
         return ""
@@ -419,7 +419,7 @@ class _Table:
                 dropped.sample.saw(record)
                 dropped.unseen = [name for name in dropped.unseen if row.get(name) is None]
             values = [row.get(name) for name in self.columns]
-        cells = [value if type(value) is str else _text(value) for value in values]
+        cells = [value if type(value) is str else cell_text(value) for value in values]
         join = self.delimiter.join
         line = join(cells)
         # Most rows need no quoting at all: one scan of the joined line proves it.
@@ -476,7 +476,7 @@ class _Table:
         try:
             text = separator.join(column)
         except TypeError:  # not all strings
-            text_of = _escaped_text if self.escape else _text
+            text_of = _escaped_text if self.escape else cell_text
             column = [
                 value if type(value) is str else "" if value is None else text_of(value)
                 for value in column
@@ -514,10 +514,10 @@ class _Table:
 
 
 def _escaped_text(value: Any) -> str:
-    """_text of a value after escape-csv's default rule (which escapes inside objects)."""
+    """cell_text of a value after escape-csv's default rule (which escapes inside objects)."""
     if type(value) is dict:
         _apply_formula(value)
-    return _text(value)
+    return cell_text(value)
 
 
 def _single(name: str) -> Callable[[Record], tuple[Any]]:

@@ -253,20 +253,14 @@ class ServiceClient:
     def message(self, response: httpx.Response) -> str:
         """The service's own explanation of an error response, scrubbed of secrets."""
         text = ""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, list) and body and isinstance(body[0], dict):
-            body = body[0]  # Salesforce answers with a list of {errorCode, message}
-        if isinstance(body, dict):
+        body = json_object(response)
+        if body is not None:
             code = body.get("errorCode") or body.get("error")
             text = str(body.get("message") or body.get("error_description") or "")
             if code and str(code) not in text:
                 text = f"{code}: {text}" if text else str(code)
         else:
-            # Redacted before it is cut short: half a secret is no longer found.
-            text = " ".join(redact(response.text).split())[:200]
+            text = excerpt(response.text)
         return redact(text or response.reason_phrase)
 
     # --- the token --------------------------------------------------------------------------
@@ -422,6 +416,29 @@ class ServiceClient:
         return kind(
             f"{self.service} {method} {_path(url)} failed: {status} {self.message(response)}"
         )
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The response's JSON, or None when it is none."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The response's JSON object (the first, when it is a list of them, as Salesforce's
+    errors are), or None."""
+    body = json_body(response)
+    if isinstance(body, list) and body:
+        body = body[0]
+    return body if isinstance(body, dict) else None
+
+
+def excerpt(text: str) -> str:
+    """A body that is not JSON, for a message: one line, at most 200 characters, redacted
+    before it is cut short (half a secret is no longer found)."""
+    return " ".join(redact(text).split())[:200]
 
 
 def retry_after(response: httpx.Response) -> float | None:

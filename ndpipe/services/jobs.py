@@ -12,12 +12,12 @@ The runner knows nothing of HTTP or of records; the service module gives it func
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ndpipe.errors import NdpipeError, RemoteError, UsageError
+from ndpipe.errors import NdpipeError, RemoteError
+from ndpipe.services.settings import seconds
 
 W = TypeVar("W")  # a piece of work: what one job is sent
 # Seconds between two reads of a job when NDPIPE_POLL_INTERVAL is not set: each read counts
@@ -28,14 +28,7 @@ DEFAULT_POLL_INTERVAL = 2.0
 def poll_interval(default: float = DEFAULT_POLL_INTERVAL) -> float:
     """Seconds between job reads: NDPIPE_POLL_INTERVAL (0 to 3600), else DEFAULT; a bad
     value is a UsageError, so commands call this while the command line is parsed."""
-    text = os.environ.get("NDPIPE_POLL_INTERVAL", "")
-    try:
-        value = float(text) if text else default
-    except ValueError:
-        raise UsageError(f"NDPIPE_POLL_INTERVAL must be seconds, not {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise UsageError(f"NDPIPE_POLL_INTERVAL must be between 0 and 3600 seconds, not {text}")
-    return value
+    return seconds("NDPIPE_POLL_INTERVAL", default, 3600)
 
 
 @dataclass

@@ -8,6 +8,7 @@ secret, and a URL may hold one too (https://user:password@host).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import unicodedata
 from typing import Literal
@@ -116,3 +117,16 @@ def check_url(text: str, *, path: bool = False, examples: str = "https://host") 
                 "its host is not a valid host name (letters, digits and hyphens, in labels "
                 f"separated by dots); {expected}"
             )
+
+
+def seconds(variable: str, default: float, most: float) -> float:
+    """An environment VARIABLE holding seconds, from 0 to MOST; DEFAULT when unset. A bad
+    value is a UsageError, so commands read it while the command line is parsed."""
+    text = os.environ.get(variable, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        raise UsageError(f"{variable} must be seconds, not {text!r}") from None
+    if not 0 <= value <= most:
+        raise UsageError(f"{variable} must be between 0 and {most:g} seconds, not {text}")
+    return value

@@ -39,6 +39,8 @@ from ndpipe.services.http import (
     ServiceClient,
     Token,
     Verdict,
+    excerpt,
+    json_body,
     make_http,
     register,
 )
@@ -495,10 +497,7 @@ class Auth0Client(ServiceClient):
     def message(self, response: httpx.Response) -> str:
         """Auth0's own explanation of an error response, scrubbed of secrets."""
         text = ""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_body(response)
         if isinstance(body, dict):
             error, description = body.get("error"), body.get("error_description")
             if "message" in body:
@@ -514,8 +513,7 @@ class Auth0Client(ServiceClient):
             if code or message:
                 text = ": ".join(m.group(1) for m in (code, message) if m)
             else:
-                # Redacted before it is cut short: half a secret is no longer found.
-                text = " ".join(redact(raw).split())[:200]
+                text = excerpt(raw)
         return redact(text or response.reason_phrase)
 
     def failure(self, response: httpx.Response, method: str, path: str) -> RemoteError:

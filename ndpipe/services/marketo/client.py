@@ -24,7 +24,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from ndpipe.errors import Refused, RemoteError, UsageError
-from ndpipe.services.http import ClientOptions, ServiceClient, Token, Verdict, register
+from ndpipe.services.http import (
+    ClientOptions,
+    ServiceClient,
+    Token,
+    Verdict,
+    json_body,
+    register,
+)
 
 # Marketo's rate limit counts calls in windows of this many seconds (100 calls per window).
 RATE_WINDOW = 20.0
@@ -143,13 +150,7 @@ class MarketoClient(ServiceClient):
         status = response.status_code
         if status >= 500:
             return Verdict("transient", f"{status} {self.message(response)}")
-        if status != 200 or not _is_json(response):
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            return None
-        for code, message in errors_of(body):
+        for code, message in _answer_errors(response):
             text = f"{code} {message}".strip()
             if code in TOKEN_CODES and authorized:
                 return Verdict("token", text)
@@ -166,10 +167,7 @@ class MarketoClient(ServiceClient):
         return RATE_WINDOW - (self.now() % RATE_WINDOW)
 
     def message(self, response: httpx.Response) -> str:
-        try:
-            body = response.json() if _is_json(response) else None
-        except ValueError:
-            body = None
+        body = json_body(response) if _is_json(response) else None
         found = errors_of(body)
         if found:
             return "; ".join(f"{code} {message}".strip() for code, message in found)
@@ -275,14 +273,15 @@ def _is_json(response: httpx.Response) -> bool:
     return "json" in kind or response.content[:1] == b"{"
 
 
-def _busy(response: httpx.Response) -> str | None:
+def _answer_errors(response: httpx.Response) -> list[tuple[str, str]]:
+    """The (code, message) errors of a 200 JSON answer (Marketo's errors come with 200)."""
     if response.status_code != 200 or not _is_json(response):
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    for code, message in errors_of(body):
+        return []
+    return errors_of(json_body(response))
+
+
+def _busy(response: httpx.Response) -> str | None:
+    for code, message in _answer_errors(response):
         if code in BUSY_CODES:
             return f"{code} {message}".strip()
     return None

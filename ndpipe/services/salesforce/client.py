@@ -29,6 +29,7 @@ from ndpipe.services.http import (
     ServiceClient,
     Token,
     Verdict,
+    json_object,
     make_http,
     problem,
 )
@@ -164,13 +165,8 @@ class SalesforceClient(ServiceClient):
         return super().judge(response, authorized)
 
     def error_code(self, response: httpx.Response) -> str | None:
-        try:
-            body = response.json()
-        except ValueError:
-            return None
-        if isinstance(body, list) and body and isinstance(body[0], dict):
-            body = body[0]
-        code = body.get("errorCode") if isinstance(body, dict) else None
+        body = json_object(response)
+        code = body.get("errorCode") if body is not None else None
         return str(code) if code else None
 
     def failure(self, response: httpx.Response, method: str, url: str) -> RemoteError:
