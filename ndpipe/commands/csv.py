@@ -104,14 +104,15 @@ def command(
     )  # fmt: skip
 
     # In a chain `escape-csv then csv`, csv escapes the cells itself, column-wise.
-    escaping = []
+    escape = False
 
     def absorbs(work: str) -> bool:
-        escaping.append(work == "formula-escape")
-        return escaping[-1]
+        nonlocal escape
+        escape = work == "formula-escape"
+        return escape
 
     def sink(records: Records, out: BinaryIO, encode: Encoder, position: Position) -> None:
-        batches = lines(records, position=position, escape=any(escaping))
+        batches = lines(records, position=position, escape=escape)
         write_batches(batches, out, line_end="\r\n" if crlf else "\n", bom=bom)
 
     def finish() -> int:
